@@ -1,0 +1,20 @@
+"""Reads the stack's config from the Pulumi engine and validates it before anything is registered."""
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from ollama_gpu.config_loader import load_settings, values_from_engine_config
+from ollama_gpu.errors import UserError
+from ollama_gpu.preflight import require_reachable_host
+from ollama_gpu.settings import Settings
+
+
+def load_settings_or_fail() -> Settings:
+    """A RunError prints its message alone: the user sees what to fix, not a traceback."""
+    engine_config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    try:
+        settings = load_settings(pulumi.get_stack(), values_from_engine_config(engine_config))
+        require_reachable_host(settings)
+    except UserError as error:
+        raise pulumi.RunError(str(error)) from None
+    return settings

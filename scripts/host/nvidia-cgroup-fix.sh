@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Some cloud VMs refuse GPU containers with "bpf_prog_query(BPF_CGROUP_DEVICE) failed: operation
+# not permitted". Letting the runtime skip cgroup device rules (no-cgroups = true) is NVIDIA's
+# documented way out. nvidia-ctk edits the TOML itself, so the file stays valid.
+# The runtime reads this file at every container start: no Docker restart is needed.
+set -euo pipefail
+
+config=/etc/nvidia-container-runtime/config.toml
+before=$(sha256sum "$config" 2>/dev/null || echo absent)
+nvidia-ctk config --set nvidia-container-cli.no-cgroups=true --in-place --config="$config" >/dev/null
+after=$(sha256sum "$config")
+if [[ "$before" == "$after" ]]; then
+  echo "ollama-gpu: unchanged: $config already has no-cgroups = true"
+else
+  echo "ollama-gpu: changed: $config now has no-cgroups = true"
+fi
