@@ -13,6 +13,7 @@ from ollama_gpu.ssh_files import docker_ssh_options
 MODELS_PATH = "/root/.ollama"
 API_PORT_IN_CONTAINER = 11434
 PUBLIC_BIND_LABEL = "ollama-gpu.allow-public-bind"
+RETAIN_LABEL = "ollama-gpu.retain-on-delete"
 
 
 class OllamaServer(pulumi.ComponentResource):
@@ -33,9 +34,11 @@ class OllamaServer(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(provider=provider))
 
         image = docker.RemoteImage("ollama-image", name=server.image, keep_locally=True, opts=on_host)
-        # Retained on delete: a destroy must not throw away 32 GB of pulled weights.
+        # Retained on delete: a destroy must not throw away 32 GB of pulled weights. The label
+        # states it for the policy pack, which cannot see resource options.
         volume = docker.Volume(
             "ollama-models", name=server.models_volume,
+            labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         heal = server.self_heal

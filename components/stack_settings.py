@@ -1,5 +1,7 @@
 """Reads the stack's config from the Pulumi engine and validates it before anything is registered."""
 
+import os
+
 import pulumi
 from pulumi.runtime import config as runtime_config
 
@@ -13,7 +15,9 @@ def load_settings_or_fail() -> Settings:
     """A RunError prints its message alone: the user sees what to fix, not a traceback."""
     engine_config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     try:
-        settings = load_settings(pulumi.get_stack(), values_from_engine_config(engine_config))
+        settings = load_settings(
+            pulumi.get_stack(), values_from_engine_config(engine_config), agent_socket=os.environ.get("SSH_AUTH_SOCK")
+        )
         require_reachable_host(settings)
     except UserError as error:
         raise pulumi.RunError(str(error)) from None

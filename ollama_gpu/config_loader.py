@@ -20,8 +20,10 @@ NAMESPACE = "ollama-gpu"
 SECRET_PLACEHOLDER = "[secret]"
 
 
-def load_settings(stack: str, values: dict[str, Any]) -> Settings:
-    """`values` holds the namespace's top-level keys (without `ollama-gpu:`), objects decoded."""
+def load_settings(stack: str, values: dict[str, Any], agent_socket: Optional[str] = None) -> Settings:
+    """`values` holds the namespace's top-level keys (without `ollama-gpu:`), objects decoded.
+    `agent_socket` is the caller's $SSH_AUTH_SOCK: the SSH identity when the stack names none,
+    as plain `ssh` would use it, so a CI runner's agent works without per-machine paths in config."""
     profile = values.get("profile")
     if profile not in get_args(Profile):
         raise ConfigError(
@@ -29,6 +31,9 @@ def load_settings(stack: str, values: dict[str, Any]) -> Settings:
                                    f"pulumi config set profile a10 -s {stack}")])
         )
     merged = deep_merge(PROFILE_DEFAULTS[profile], values)
+    host = merged.get("host")
+    if isinstance(host, dict) and agent_socket and not merged.get("sshPrivateKey") and not host.get("sshAgentSocket"):
+        merged["host"] = {**host, "sshAgentSocket": agent_socket}
     try:
         return Settings.model_validate({**merged, "stack": stack})
     except ValidationError as error:
@@ -82,7 +87,8 @@ def _message(stack: str, lines: list[str]) -> str:
 
 def _line(key: str, value: Any, problem: str, fix: str) -> str:
     shown = "(not set)" if value is None else repr(value)
-    return f"{NAMESPACE}:{key} = {shown}: {problem}. Fix: {fix}."
+    end = "" if fix.endswith(("?", ".")) else "."
+    return f"{NAMESPACE}:{key} = {shown}: {problem}. Fix: {fix}{end}"
 
 
 def _describe(stack: str, error: dict[str, Any]) -> str:
@@ -90,7 +96,9 @@ def _describe(stack: str, error: dict[str, Any]) -> str:
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, SettingProblem):
         key = _join(loc + ([cause.key] if cause.key else []))
-        return _line(key, cause.value, cause.problem, cause.fix)
+        # A rule about the field itself: show what the user wrote ('64GiB'), not the parsed value.
+        value = cause.value if cause.key else error["input"]
+        return _line(key, value, cause.problem, cause.fix)
     key = _join(loc)
     if error["type"] == "extra_forbidden":
         known = _known_keys(loc[:-1])

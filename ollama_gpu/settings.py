@@ -223,19 +223,19 @@ class ModelParameters(_Section):
     use_mmap: Optional[bool] = Field(None, description="false loads the weights whole instead of paging them.")
     num_batch: Optional[int] = Field(None, ge=1, le=8192, description="Prompt tokens per batch.")
     num_gpu: Optional[int] = Field(None, ge=-1, description="Layers forced onto the GPU; leave unset for Ollama's placement.")
-    main_gpu: Optional[int] = Field(None, ge=0)
-    num_thread: Optional[int] = Field(None, ge=1, le=512)
-    seed: Optional[int] = None
-    top_k: Optional[int] = Field(None, ge=0)
-    top_p: Optional[float] = Field(None, ge=0, le=1)
-    min_p: Optional[float] = Field(None, ge=0, le=1)
-    typical_p: Optional[float] = Field(None, ge=0, le=1)
-    repeat_last_n: Optional[int] = Field(None, ge=-1)
-    temperature: Optional[float] = Field(None, ge=0, le=5)
-    repeat_penalty: Optional[float] = Field(None, ge=0)
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    stop: Optional[list[str]] = None
+    main_gpu: Optional[int] = Field(None, ge=0, description="GPU index for the non-layer tensors on multi-GPU hosts.")
+    num_thread: Optional[int] = Field(None, ge=1, le=512, description="CPU threads for the layers on the CPU; default: physical cores.")
+    seed: Optional[int] = Field(None, description="Sampling seed, for reproducible answers.")
+    top_k: Optional[int] = Field(None, ge=0, description="Sampling: keep the k most likely tokens.")
+    top_p: Optional[float] = Field(None, ge=0, le=1, description="Sampling: nucleus probability mass.")
+    min_p: Optional[float] = Field(None, ge=0, le=1, description="Sampling: drop tokens below this share of the top one.")
+    typical_p: Optional[float] = Field(None, ge=0, le=1, description="Sampling: locally typical sampling mass.")
+    repeat_last_n: Optional[int] = Field(None, ge=-1, description="Tokens looked back for repetition penalties.")
+    temperature: Optional[float] = Field(None, ge=0, le=5, description="Sampling temperature.")
+    repeat_penalty: Optional[float] = Field(None, ge=0, description="Penalty for repeated tokens.")
+    presence_penalty: Optional[float] = Field(None, description="Penalty for tokens already present.")
+    frequency_penalty: Optional[float] = Field(None, description="Penalty growing with a token's frequency.")
+    stop: Optional[list[str]] = Field(None, description="Stop sequences.")
 
     @model_validator(mode="before")
     @classmethod
@@ -351,7 +351,7 @@ class Settings(_Section):
             )
         if self.host is not None and self.ssh_private_key is None and self.host.ssh_agent_socket is None:
             raise SettingProblem(
-                "sshPrivateKey", None, "is missing, and host.sshAgentSocket is not set either",
-                f"pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519 -s {self.stack}",
+                "sshPrivateKey", None, "is missing, host.sshAgentSocket is not set, and no ssh-agent is running (SSH_AUTH_SOCK)",
+                f"pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519 -s {self.stack}, or ssh-add your key",
             )
         return self

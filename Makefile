@@ -1,0 +1,23 @@
+# Entry points a newcomer needs; each bootstraps the virtualenv itself.
+STACK ?= a10
+PYTHON := .venv/bin/python
+
+.PHONY: venv plan test unit lint
+
+venv:
+	@scripts/dev/ensure-venv.sh
+
+## make plan STACK=a10 — everything the stack would create, offline (no backend, CLI or host)
+plan: venv
+	@$(PYTHON) -m ollama_gpu.stack_render $(STACK)
+
+## make test — the whole suite: unit tests, then integration tests against real Docker/Ollama/SSH
+test: venv
+	@$(PYTHON) -m pytest -p no:cacheprovider
+
+## make unit — only the fast tests that need nothing but Python
+unit: venv
+	@$(PYTHON) -m pytest -p no:cacheprovider tests/unit
+
+lint:
+	@shellcheck scripts/*/*.sh scripts/plan scripts/smoke scripts/bench .ci/run

@@ -1,0 +1,144 @@
+"""Plan versus what the server really did, read back after the model is loaded.
+
+The verify script prints `/api/ps` and the server's memory placement log lines; this module parses
+that report and compares it, figure by figure, with the planner's prediction. The A10 log in
+field-notes.md is the motivating case: q8_0 KV was requested, the log showed an f16-sized cache,
+and nobody noticed. Pure Python, so tests feed it real server output directly.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+_MEMORY_LINE = re.compile(r'msg="(model weights|kv cache|compute graph)" device=(\S+) size="?([\d.]+) (B|KiB|MiB|GiB)')
+_TOTAL_LINE = re.compile(r'msg="total memory" size="?([\d.]+) (B|KiB|MiB|GiB)')
+_OFFLOADED_LINE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+# Ollama's own words when it drops a requested KV cache type or flash attention (llm/server.go).
+_SETTING_DROPPED = re.compile(
+    r'msg="(quantized kv cache requested but flash attention disabled|'
+    r"OLLAMA_FLASH_ATTENTION must be enabled to use a quantized OLLAMA_KV_CACHE_TYPE|"
+    r"kv cache type not supported by model|unsupported OLLAMA_KV_CACHE_TYPE|"
+    r'flash attention enabled but not supported by (gpu|model))"'
+)
+_KINDS = {"model weights": "weights", "kv cache": "kv_cache", "compute graph": "graph"}
+PS_MARK, LOG_MARK = "### api/ps", "### placement log"
+
+
+@dataclass
+class ServerReport:
+    """What the server says about the loaded model; bytes are as precise as its one-decimal log."""
+
+    memory: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"gpu"|"cpu": bytes}
+    total: Optional[int] = None
+    layers_offloaded: Optional[int] = None
+    layers_total: Optional[int] = None
+    dropped_settings: list[str] = field(default_factory=list)
+    loaded: Optional[dict[str, Any]] = None  # the model's /api/ps entry
+
+
+def parse_report(text: str, model: str) -> ServerReport:
+    report = ServerReport()
+    ps_text, _, log_text = text.partition(LOG_MARK)
+    ps_json = ps_text.split(PS_MARK, 1)[-1].strip()
+    if ps_json:
+        models = json.loads(ps_json).get("models", [])
+        report.loaded = next((m for m in models if m.get("name") in (model, f"{model}:latest")), None)
+    for line in log_text.splitlines():
+        # Each load prints a full summary; the last one is the layout that stuck.
+        if match := _MEMORY_LINE.search(line):
+            kind, device, number, unit = match.groups()
+            side = "cpu" if device.upper() == "CPU" else "gpu"
+            report.memory.setdefault(_KINDS[kind], {})[side] = round(float(number) * UNITS[unit])
+        elif match := _TOTAL_LINE.search(line):
+            report.total = round(float(match.group(1)) * UNITS[match.group(2)])
+        elif match := _OFFLOADED_LINE.search(line):
+            report.layers_offloaded, report.layers_total = int(match.group(1)), int(match.group(2))
+        elif match := _SETTING_DROPPED.search(line):
+            if match.group(1) not in report.dropped_settings:
+                report.dropped_settings.append(match.group(1))
+    return report
+
+
+@dataclass
+class Check:
+    figure: str
+    predicted: Any
+    actual: Any
+    ok: bool
+
+
+@dataclass
+class Verification:
+    checks: list[Check]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checks": [vars(check) for check in self.checks],
+            "warnings": self.warnings,
+        }
+
+
+def _close(predicted: int, actual: int, tolerance: float) -> bool:
+    # The log rounds to one decimal of its unit, so allow that much on top of the tolerance.
+    rounding = 0.05 * max((u for u in UNITS.values() if u <= max(actual, 1)), default=1)
+    return abs(actual - predicted) <= max(tolerance * predicted, rounding)
+
+
+def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cache_type: str, tolerance: float) -> Verification:
+    """`plan` is the planner's to_dict(); `num_ctx` and `kv_cache_type` are what the stack asked for."""
+    checks: list[Check] = []
+    warnings = [
+        f"Ollama dropped a requested setting: '{reason}' — the KV cache type {kv_cache_type!r} and/or "
+        "flash attention are not in effect; set server.env.flashAttention: true and keep kvCacheType "
+        "to what the model supports"
+        for reason in report.dropped_settings
+    ]
+    if report.loaded is None:
+        warnings.append("the alias is not loaded (/api/ps does not list it): the warm-up did not stick")
+    else:
+        context = report.loaded.get("context_length")
+        checks.append(Check("context_length", num_ctx, context, context == num_ctx))
+
+    for kind in ("weights", "kv_cache", "graph"):
+        for side in ("gpu", "cpu"):
+            predicted = int(plan["memory"][kind][side])
+            actual = report.memory.get(kind, {}).get(side, 0)
+            # Graph reserves are measured by ggml at load time; the plan states them as estimates.
+            ok = _close(predicted, actual, tolerance if kind != "graph" else max(tolerance, 0.3))
+            checks.append(Check(f"memory.{kind}.{side}", predicted, actual, ok))
+    if report.total is not None:
+        total = int(plan["memory"]["total"])
+        checks.append(Check("memory.total", total, report.total, _close(total, report.total, tolerance)))
+    if report.layers_offloaded is not None:
+        layers = plan["layers"]
+        predicted_layers = layers["on_gpu"] + (1 if layers["output_on_gpu"] else 0)
+        checks.append(Check("layers.offloaded", predicted_layers, report.layers_offloaded,
+                            predicted_layers == report.layers_offloaded))
+
+    for check in checks:
+        if not check.ok:
+            warnings.append(f"{check.figure}: planned {check.predicted}, server reports {check.actual}")
+    kv = report.memory.get("kv_cache", {})
+    kv_planned = sum(int(v) for v in plan["memory"]["kv_cache"].values())
+    if kv and kv_planned and sum(kv.values()) > kv_planned * (1 + tolerance) and kv_cache_type != "f16":
+        warnings.append(
+            f"the KV cache is {sum(kv.values())} bytes, larger than planned for {kv_cache_type} "
+            f"({kv_planned}): the quantized KV cache type is not in effect"
+        )
+    return Verification(checks=checks, warnings=warnings)
+
+
+def format_table(verification: Verification) -> str:
+    lines = [f"{'figure':<22} {'planned':>16} {'actual':>16}  ok"]
+    for check in verification.checks:
+        lines.append(f"{check.figure:<22} {check.predicted!s:>16} {check.actual!s:>16}  {'yes' if check.ok else 'NO'}")
+    lines += [f"! {warning}" for warning in verification.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Prints what the server really did with the loaded model, for ollama_gpu/verification.py to
+# compare with the plan: /api/ps, then the server's memory placement and dropped-setting lines.
+set -euo pipefail
+: "${API_URL:?}"
+: "${CONTAINER_NAME:?}"
+
+echo "### api/ps"
+curl -fsS "$API_URL/api/ps"
+echo
+echo "### placement log"
+docker logs "$CONTAINER_NAME" 2>&1 \
+  | grep -E 'msg="(model weights|kv cache|compute graph|total memory)"|offloaded [0-9]+/[0-9]+ layers|kv cache|flash attention' \
+  | tail -n 200 || true
