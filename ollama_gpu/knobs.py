@@ -32,6 +32,7 @@ SERVER_ENV_VARS = frozenset(
         "OLLAMA_ORIGINS",
         "OLLAMA_REMOTES",
         "OLLAMA_SCHED_SPREAD",
+        "OLLAMA_VULKAN",
     }
 )
 
