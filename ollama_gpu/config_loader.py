@@ -30,6 +30,8 @@ def load_settings(stack: str, values: dict[str, Any], agent_socket: Optional[str
             _message(stack, [_line("profile", profile, "must be one of a10, v100, none",
                                    f"pulumi config set profile a10 -s {stack}")])
         )
+    if "stack" in values:
+        raise ConfigError(_message(stack, [_line("stack", values["stack"], "is not a config key (the stack name comes from `-s`)", "pulumi config rm stack")]))
     merged = deep_merge(PROFILE_DEFAULTS[profile], values)
     host = merged.get("host")
     if isinstance(host, dict) and agent_socket and not merged.get("sshPrivateKey") and not host.get("sshAgentSocket"):

@@ -4,6 +4,7 @@ secret rather than an ssh-agent, the key itself (mode 0600, in the git-ignored c
 import os
 from pathlib import Path
 
+from ollama_gpu.config_loader import SECRET_PLACEHOLDER
 from ollama_gpu.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +31,12 @@ def docker_ssh_options(settings: Settings) -> list[str]:
         options += ["-o", f"IdentityAgent={host.ssh_agent_socket}"]
     elif settings.ssh_private_key is not None:
         identity = directory / "id"
-        identity.touch(mode=0o600)
-        identity.write_text(settings.ssh_private_key.get_secret_value().strip() + "\n")
+        key = settings.ssh_private_key.get_secret_value()
+        # An offline render only knows the key exists; there is nothing to write.
+        if key != SECRET_PLACEHOLDER:
+            descriptor = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(descriptor, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(key.strip() + "\n")
         options += ["-o", "IdentitiesOnly=yes", "-i", str(identity)]
     return options

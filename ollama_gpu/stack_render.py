@@ -33,19 +33,24 @@ KEY_INPUTS = {
 }
 
 
-def render_stack(stack: str) -> tuple[str, int]:
-    stack_file = REPO / f"Pulumi.{stack}.yaml"
-    if not stack_file.exists():
-        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO.glob("Pulumi.*.yaml"))
-        return f"stack '{stack}': no {stack_file.name}. Fix: use one of {', '.join(stacks)}", 2
-    values = values_from_stack_file(stack_file)
+def run_stack_file(stack: str) -> ProgramRun:
+    """The program as `pulumi up -s STACK` would run it, from Pulumi.<stack>.yaml alone."""
+    values = values_from_stack_file(REPO / f"Pulumi.{stack}.yaml")
     secrets = [key for key, value in values.items() if value == SECRET_PLACEHOLDER]
     os.environ[OFFLINE_ENV] = "1"
     # A deploy takes its SSH identity from the operator's agent; the render names it instead of
     # demanding one, so it works on a machine with no keys at all.
     os.environ.setdefault("SSH_AUTH_SOCK", "$SSH_AUTH_SOCK")
+    return run_program(stack, values, secret_keys=secrets)
+
+
+def render_stack(stack: str) -> tuple[str, int]:
+    stack_file = REPO / f"Pulumi.{stack}.yaml"
+    if not stack_file.exists():
+        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO.glob("Pulumi.*.yaml"))
+        return f"stack '{stack}': no {stack_file.name}. Fix: use one of {', '.join(stacks)}", 2
     try:
-        run = run_program(stack, values, secret_keys=secrets)
+        run = run_stack_file(stack)
     except pulumi.RunError as error:
         return f"{RULE}\nConfig errors (nothing would be created)\n{RULE}\n{error}", 2
     return _format_run(stack, run), 0

@@ -3,6 +3,7 @@
 # the probe). Docker only marks a container unhealthy, and restart policies ignore that, so after
 # FAILURES_BEFORE_RESTART failed probes in a row this kills the server; the container's init then
 # exits and the restart policy starts a fresh server on the same models volume.
+# No -e: a failed probe is the case this script exists to handle, not a reason to stop early.
 set -uo pipefail
 : "${PROBE_TIMEOUT_SECONDS:?}"
 : "${FAILURES_BEFORE_RESTART:?}"

@@ -5,7 +5,7 @@ set -euo pipefail
 : "${ALIAS:?}"
 : "${DELETE_REQUEST:?}"
 
-status=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$API_URL/api/delete" -d "$DELETE_REQUEST" || echo unreachable)
+status=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$API_URL/api/delete" -d "$DELETE_REQUEST") || status=unreachable
 case "$status" in
   200) echo "ollama-gpu: changed: deleted alias $ALIAS" ;;
   404) echo "ollama-gpu: unchanged: alias $ALIAS was already gone" ;;

@@ -334,13 +334,11 @@ def test_the_programs_resources_as_registered_pass_every_policy(analyzer):
 def test_every_committed_stack_as_the_program_registers_it_passes_the_pack(analyzer, stack, monkeypatch):
     # The program runs offline under the project's recording engine stand-in (what `make plan`
     # shows), which also sees the retain_on_delete option the analyzer protocol leaves out.
-    from ollama_gpu.config_loader import SECRET_PLACEHOLDER, values_from_stack_file
-    from ollama_gpu.offline import run_program
-    from ollama_gpu.preflight import OFFLINE_ENV
+    from ollama_gpu.stack_render import run_stack_file
 
-    monkeypatch.setenv(OFFLINE_ENV, "1")
-    values = values_from_stack_file(REPO / f"Pulumi.{stack}.yaml")
-    run = run_program(stack, values, secret_keys=[key for key, value in values.items() if value == SECRET_PLACEHOLDER])
+    monkeypatch.setenv("OLLAMA_GPU_OFFLINE", "1")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/test-agent.sock")
+    run = run_stack_file(stack)
     found = {
         f"{resource.type} {resource.name}": analyze(analyzer, resource.type, resource.inputs, resource.protect)
         for resource in run.resources

@@ -1,0 +1,219 @@
+"""`scripts/smoke`: after `pulumi up`, is the server answering, with the tuned alias, at what speed?
+
+    scripts/smoke [--stack a10] [--url URL] [--model ALIAS] [--timeout S] [--json]
+
+Defaults come from the stack file: the URL is the client endpoint (for a loopback bind, the local end
+of the SSH tunnel, whose command the error prints when nothing answers), the model is the alias, the
+timeout is the client timeout the stack was planned for. It reports the server version, the alias's
+parameters and details, one short generation's prefill and decode rates and load time, and whether
+the alias is loaded (before the generation: did the deploy's warm-up and keep-alive hold?).
+An unreachable server, a missing alias or a bad stack prints one line and exits non-zero.
+
+The module also holds what scripts/bench shares with it: resolving the target and talking to it.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+import ollama
+
+from ollama_gpu import generation_stats
+from ollama_gpu.config_loader import load_settings, values_from_stack_file
+from ollama_gpu.endpoints import client_endpoint, tunnel_command
+from ollama_gpu.errors import ConfigError, UserError
+from ollama_gpu.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_STACK = "a10"
+SMOKE_PROMPT = "In one short sentence: why is the sky blue?"
+# Enough tokens for a decode rate, few enough that a thinking model's long answer does not matter.
+SMOKE_NUM_PREDICT = 32
+
+
+class ServerUnreachable(UserError):
+    """Nothing answers at the URL, or it answered too slowly."""
+
+
+class ModelMissing(UserError):
+    """The server answers but does not have the model asked for."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The server and model a smoke test or benchmark talks to, and the stack they belong to."""
+
+    url: str
+    model: str
+    timeout_s: float
+    settings: Settings
+    unreachable_hint: str
+
+    @property
+    def is_stack_alias(self) -> bool:
+        return self.model == self.settings.model.alias
+
+
+def load_stack(stack: str) -> Settings:
+    stack_file = REPO / f"Pulumi.{stack}.yaml"
+    if not stack_file.exists():
+        stacks = sorted(path.name[len("Pulumi."):-len(".yaml")] for path in REPO.glob("Pulumi.*.yaml"))
+        raise ConfigError(f"stack '{stack}': no {stack_file.name}. Fix: use --stack with one of {', '.join(stacks)}")
+    # Only the deploy opens SSH; the identity rule must not stop a user whose agent is not running
+    # from testing through a tunnel opened elsewhere.
+    agent_socket = os.environ.get("SSH_AUTH_SOCK") or "$SSH_AUTH_SOCK"
+    return load_settings(stack, values_from_stack_file(stack_file), agent_socket=agent_socket)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, timeout_help: str) -> None:
+    parser.add_argument("--stack", default=DEFAULT_STACK, help=f"stack whose Pulumi.<stack>.yaml gives the defaults (default {DEFAULT_STACK})")
+    parser.add_argument("--url", help="Ollama API URL (default: the stack's client endpoint)")
+    parser.add_argument("--model", help="model or alias to test (default: the stack's alias)")
+    parser.add_argument("--timeout", type=float, help=timeout_help)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+
+def resolve_target(args: argparse.Namespace, default_timeout_s: Optional[float] = None) -> Target:
+    settings = load_stack(args.stack)
+    url = (args.url or client_endpoint(settings)).rstrip("/")
+    tunnel = tunnel_command(settings)
+    hint = f"Open the SSH tunnel first: {tunnel}" if tunnel and not args.url else "Is the server running?"
+    timeout = args.timeout or default_timeout_s or settings.client.timeout_seconds
+    return Target(url, args.model or settings.model.alias, timeout, settings, hint)
+
+
+def connect(target: Target) -> ollama.Client:
+    return ollama.Client(host=target.url, timeout=target.timeout_s)
+
+
+@contextlib.contextmanager
+def talking_to(target: Target) -> Iterator[None]:
+    """Turns transport failures into one line that says what to do. The ollama client reports a
+    refused connection as ConnectionError but lets httpx's other errors (timeouts) through."""
+    try:
+        yield
+    except (ConnectionError, httpx.ConnectError) as error:
+        raise ServerUnreachable(f"no Ollama server answers at {target.url} ({error.__class__.__name__}). {target.unreachable_hint}") from None
+    except httpx.HTTPStatusError as error:
+        raise ServerUnreachable(
+            f"{target.url} answers, but not as the Ollama API (HTTP {error.response.status_code} for {error.request.url.path})"
+        ) from None
+    except httpx.TimeoutException:
+        raise ServerUnreachable(
+            f"{target.url} did not answer within {target.timeout_s:g} s (raise --timeout if the model is still loading)"
+        ) from None
+    except httpx.TransportError as error:
+        raise ServerUnreachable(f"talking to {target.url} failed: {error}. {target.unreachable_hint}") from None
+
+
+def server_version(client: ollama.Client) -> str:
+    # ollama 0.6 has no method for /api/version; its httpx client already carries the host and timeout.
+    response = client._client.get("/api/version")
+    response.raise_for_status()
+    return response.json()["version"]
+
+
+def describe_model(client: ollama.Client, model: str, url: str) -> dict[str, Any]:
+    try:
+        shown = client.show(model)
+    except ollama.ResponseError as error:
+        if error.status_code != 404:
+            raise
+        available = sorted(entry.model for entry in client.list().models if entry.model)
+        raise ModelMissing(
+            f"model '{model}' is not on the server at {url}; it has: {', '.join(available) or 'no models'}"
+            " (`pulumi up` creates the alias)"
+        ) from None
+    return {
+        "parameters": generation_stats.parse_parameters(shown.parameters),
+        "details": shown.details.model_dump(exclude_none=True) if shown.details else {},
+        "capabilities": list(shown.capabilities or []),
+    }
+
+
+def loaded_model(client: ollama.Client, model: str) -> Optional[dict[str, Any]]:
+    """The /api/ps entry for MODEL, or None when it is not in memory."""
+    for entry in client.ps().models:
+        if model in (entry.model, entry.name):
+            return {
+                "size": int(entry.size or 0),
+                "size_vram": int(entry.size_vram or 0),
+                "context_length": entry.context_length,
+                "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
+            }
+    return None
+
+
+def smoke(target: Target) -> dict[str, Any]:
+    client = connect(target)
+    with talking_to(target):
+        version = server_version(client)
+        model = describe_model(client, target.model, target.url)
+        loaded_before = loaded_model(client, target.model) is not None
+        response = client.generate(
+            model=target.model, prompt=SMOKE_PROMPT, options={"num_predict": SMOKE_NUM_PREDICT}
+        )
+        loaded = loaded_model(client, target.model)
+    return {
+        "url": target.url,
+        "version": version,
+        "model": target.model,
+        **model,
+        "generation": generation_stats.generation_figures(response.model_dump()),
+        "loaded_before_generation": loaded_before,
+        "loaded": loaded,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    number = generation_stats.format_number
+    details = report["details"]
+    generation = report["generation"]
+    parameters = " ".join(f"{name}={json.dumps(value)}" for name, value in sorted(report["parameters"].items()))
+    loaded = report["loaded"]
+    if loaded:
+        on_gpu = loaded["size_vram"] / loaded["size"] if loaded["size"] else 0
+        residency = (
+            f"yes: context {loaded['context_length']}, {loaded['size'] / 2**20:,.0f} MiB, {on_gpu:.0%} on GPU"
+            f"{'' if report['loaded_before_generation'] else ' (it was not loaded before this test)'}"
+        )
+    else:
+        residency = "no: it unloaded right after answering (keep-alive is not holding it)"
+    lines = [
+        ("server", f"Ollama {report['version']} at {report['url']}"),
+        ("model", f"{report['model']} ({details.get('family', '?')}, {details.get('parameter_size', '?')} parameters, {details.get('quantization_level', '?')})"),
+        ("parameters", parameters or "(none: the base model's defaults)"),
+        ("prefill", f"{number(generation['prefill_tokens_per_s'])} tokens/s ({generation['prompt_tokens']} prompt tokens)"),
+        ("decode", f"{number(generation['decode_tokens_per_s'])} tokens/s ({generation['generated_tokens']} tokens)"),
+        ("load", f"{number(generation['load_s'])} s"),
+        ("loaded", residency),
+    ]
+    return "\n".join(f"{label:<11}{text}" for label, text in lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/smoke", description=__doc__.split("\n\n")[0])
+    add_target_arguments(parser, "seconds to wait for an answer (default: the stack's client.timeoutSeconds)")
+    args = parser.parse_args(argv)
+    try:
+        target = resolve_target(args)
+        report = smoke(target)
+    except ConfigError as error:
+        print(f"smoke: {error}", file=sys.stderr)
+        return 2
+    except (UserError, ollama.ResponseError) as error:
+        print(f"smoke: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The SSH private key, set as a Pulumi secret, reaches the SSH connections only as a secret and
+shows up nowhere else: not in stack outputs, command text, container inputs, warnings, error
+messages, or the `make plan` listing."""
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from pulumi.runtime.sync_await import _sync_await
+
+from components.host_command import CommandTarget
+from ollama_gpu.config_loader import load_settings
+from ollama_gpu.stack_render import _format_run
+from tests.unit.conftest import CONTAINER, REMOTE_COMMAND, is_secret, remote_config, without_secrets
+
+
+@pytest.fixture
+def keyed_config(private_key):
+    return remote_config("a10", {"sshPrivateKey": private_key}, sshAgentSocket=None)
+
+
+@pytest.fixture
+def keyed_run(deploy, keyed_config):
+    return deploy("a10", keyed_config, secret_keys=["sshPrivateKey"])
+
+
+@pytest.fixture
+def leaks(private_key):
+    """Whether a text holds the key or any line of its body (a partial paste is a leak too)."""
+    fragments = [line for line in private_key.splitlines() if "PRIVATE KEY" not in line]
+    assert fragments and all(len(fragment) > 16 for fragment in fragments)
+    return lambda text: any(fragment in text for fragment in fragments)
+
+
+def test_no_stack_output_holds_the_key(keyed_run, leaks):
+    assert keyed_run.outputs
+    assert not leaks(json.dumps(keyed_run.outputs, default=repr))
+
+
+def test_no_command_text_holds_the_key(keyed_run, leaks):
+    commands = keyed_run.of_type(REMOTE_COMMAND)
+    assert commands
+    for command in commands:
+        for script in ("create", "delete"):
+            assert not leaks(command.inputs.get(script) or ""), f"{command.name}.{script}"
+
+
+def test_no_container_input_holds_the_key(keyed_run, leaks):
+    (container,) = keyed_run.of_type(CONTAINER)
+    assert not leaks(json.dumps(container.inputs))
+
+
+def test_the_key_appears_in_recorded_inputs_only_inside_secret_markers(keyed_run, leaks):
+    for resource in keyed_run.resources:
+        assert not leaks(json.dumps(without_secrets(resource.inputs))), resource.name
+    assert not any(leaks(warning) for warning in keyed_run.warnings)
+
+
+def test_every_ssh_connection_carries_the_key_as_a_secret(keyed_run, private_key):
+    for command in keyed_run.of_type(REMOTE_COMMAND):
+        connection = command.inputs["connection"]
+        assert is_secret(connection), command.name
+        assert connection["value"]["privateKey"] == private_key
+
+
+def test_the_program_marks_the_key_secret_itself(keyed_run, keyed_config, private_key):
+    """pulumi-command happens to mark whole connections secret; the key must not rely on that."""
+    connection = CommandTarget.for_settings(load_settings("a10", keyed_config)).connection
+    assert _sync_await(connection.private_key.is_secret())
+    assert _sync_await(connection.private_key.future()) == private_key
+
+
+def test_plan_listing_shows_the_connection_but_not_the_key(keyed_run, leaks):
+    listing = _format_run("a10", keyed_run)
+    assert not leaks(listing)
+    assert "[secret]" in listing
+    assert "203.0.113.10" in listing
+
+
+def test_docker_reads_the_key_from_a_private_file_in_the_cache(keyed_run, private_key, offline_env, leaks):
+    options = json.loads(keyed_run.by_name("docker-host").inputs["sshOpts"])
+    assert not leaks(json.dumps(options))
+    identity = Path(options[options.index("-i") + 1])
+    assert identity.is_relative_to(offline_env)
+    assert stat.S_IMODE(identity.stat().st_mode) == 0o600
+    assert identity.read_text() == private_key + "\n"
+    assert "IdentitiesOnly=yes" in options
+
+
+def test_a_config_error_does_not_echo_the_key(reject, keyed_config, leaks):
+    keyed_config["server"] = {"port": 0, "bogus": True}
+    message = reject("a10", keyed_config, secret_keys=["sshPrivateKey"])
+    assert "ollama-gpu:server.port = 0" in message
+    assert not leaks(message)
+
+
+def test_settings_never_print_the_key(keyed_config, leaks):
+    settings = load_settings("a10", keyed_config)
+    assert not leaks(repr(settings)) and not leaks(str(settings))
+    assert not leaks(settings.model_dump_json())

@@ -1,0 +1,222 @@
+"""The project's shell scripts: shellcheck-clean, rendered with exactly their declared parameters,
+and delivered byte for byte by the command text that pulumi-command hands to `sh -c` (local) or
+to the SSH user's shell (remote), with or without `sudo -n`."""
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from ollama_gpu import shell
+from ollama_gpu.shell import as_command, declared_parameters, render_script
+from tests.unit.conftest import REPO
+
+SCRIPTS = REPO / "scripts"
+
+
+def _is_shell_script(path: Path) -> bool:
+    if path.suffix == ".sh":
+        return True
+    with path.open("rb") as handle:
+        first_line = handle.readline(200)
+    return first_line.startswith(b"#!") and first_line.rstrip().split(b"/")[-1].split()[-1] in (b"sh", b"bash")
+
+
+SHELL_SCRIPTS = sorted(p for p in SCRIPTS.rglob("*") if p.is_file() and _is_shell_script(p))
+# Scripts the program renders into commands and health checks (scripts/dev is for test machines).
+RENDERED_SCRIPTS = sorted(p.relative_to(SCRIPTS).as_posix() for d in ("host", "container") for p in (SCRIPTS / d).glob("*.sh"))
+
+
+def _required_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI: apt-get install -y {name}")
+        pytest.skip(f"{name} is not installed (apt-get install -y {name})")
+    return path
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.relative_to(SCRIPTS).as_posix())
+def test_script_passes_shellcheck(script):
+    # -x: check sourced helpers (scripts/dev/harness-common.sh) with the scripts that use them.
+    result = subprocess.run([_required_tool("shellcheck"), "-x", str(script)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_program_scripts_are_found():
+    assert {"host/model-alias.sh", "host/gpu-check.sh", "container/healthcheck.sh"} <= set(RENDERED_SCRIPTS)
+    assert set(SCRIPTS / s for s in RENDERED_SCRIPTS) <= set(SHELL_SCRIPTS)
+
+
+# --- render_script: exactly the declared parameters ---------------------------------------------
+
+PROBE = """#!/usr/bin/env bash
+# Writes its parameters, its name, its own text and any stdin into OUT_DIR, byte for byte.
+set -euo pipefail
+: "${OUT_DIR:?}"
+: "${TRICKY:?}"
+: "${EMPTY?}"
+printf '%s' "$TRICKY" >"$OUT_DIR/tricky"
+printf '%s' "$EMPTY" >"$OUT_DIR/empty"
+printf '%s' "$0" >"$OUT_DIR/name"
+printf '%s' "$BASH_EXECUTION_STRING" >"$OUT_DIR/script"
+if IFS= read -r line; then
+  printf '%s' "$line" >"$OUT_DIR/stdin"
+fi
+"""
+
+TRICKY = "it's \"quoted\" $HOME `id` $(id) \\ back\\slash;\n  second line\twith tab ; rm -rf / # ≈ ünï\n"
+
+
+@pytest.fixture
+def probe_dir(tmp_path, monkeypatch) -> Path:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "probe.sh").write_text(PROBE)
+    monkeypatch.setattr(shell, "SCRIPTS", scripts)
+    return scripts
+
+
+def test_declared_parameters_are_read_in_order(probe_dir):
+    assert declared_parameters("probe.sh") == ["OUT_DIR", "TRICKY", "EMPTY"]
+
+
+@pytest.mark.parametrize(
+    "params, named",
+    [
+        pytest.param({"OUT_DIR": "/tmp", "TRICKY": "x"}, "EMPTY", id="missing"),
+        pytest.param({"OUT_DIR": "/tmp", "TRICKY": "x", "EMPTY": "", "SURPLUS": "1"}, "SURPLUS", id="surplus"),
+        pytest.param({"OUT_DIR": "/tmp", "TRICKY": "x", "EMTPY": ""}, "EMTPY", id="misspelt"),
+    ],
+)
+def test_render_refuses_missing_and_surplus_parameters(probe_dir, params, named):
+    with pytest.raises(ValueError, match=named) as refused:
+        render_script("probe.sh", params)
+    assert "probe.sh" in str(refused.value)
+
+
+def test_render_binds_each_parameter_once_right_after_the_shebang(probe_dir):
+    text = render_script("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a b", "EMPTY": True})
+    assert text.splitlines()[:4] == ["#!/usr/bin/env bash", "OUT_DIR=/o", "TRICKY='a b'", "EMPTY=1"]
+    assert text.splitlines()[4:] == PROBE.splitlines()[1:]
+
+
+def test_a_value_holding_the_heredoc_terminator_is_refused(probe_dir):
+    text = render_script("probe.sh", {"OUT_DIR": "/o", "TRICKY": "x\nOLLAMA_GPU_SCRIPT_END\ny", "EMPTY": ""})
+    with pytest.raises(ValueError, match="terminator"):
+        as_command(text, "probe")
+
+
+# --- as_command: the script arrives intact under every shell that may run it ---------------------
+
+
+@pytest.fixture
+def fake_sudo(tmp_path) -> Path:
+    """`sudo -n CMD...` that runs CMD as the caller: proves the argument form survives sudo."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sudo = bin_dir / "sudo"
+    sudo.write_text('#!/bin/sh\n[ "$1" = -n ] || { echo "sudo without -n would prompt" >&2; exit 99; }\nshift\nexec "$@"\n')
+    sudo.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.parametrize("login_shell", ["/bin/sh", "dash", "bash"])
+@pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
+def test_command_delivers_the_script_intact(probe_dir, tmp_path, fake_sudo, login_shell, sudo):
+    shell_path = login_shell if login_shell.startswith("/") else _required_tool(login_shell)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = render_script("probe.sh", {"OUT_DIR": str(out), "TRICKY": TRICKY, "EMPTY": ""})
+    command = as_command(script, "probe-step", sudo=sudo)
+    env = {**os.environ, "PATH": f"{fake_sudo}:{os.environ['PATH']}"}
+
+    result = subprocess.run([shell_path, "-c", command], input="stdin must not reach the script\n",
+                            capture_output=True, text=True, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert (out / "tricky").read_text() == TRICKY
+    assert (out / "empty").read_text() == ""
+    assert (out / "name").read_text() == "probe-step"
+    assert (out / "script").read_text() == script.rstrip("\n")
+    assert not (out / "stdin").exists()
+
+
+@pytest.mark.parametrize("script", RENDERED_SCRIPTS)
+def test_every_program_script_renders_to_valid_shell(script):
+    text = render_script(script, {name: "value with 'quotes' and spaces" for name in declared_parameters(script)})
+    assert subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True).returncode == 0
+    command = as_command(text, script)
+    for login_shell in ("/bin/sh", "bash"):
+        parsed = subprocess.run([login_shell, "-n", "-c", command], capture_output=True, text=True)
+        assert parsed.returncode == 0, parsed.stderr
+
+
+# --- host/model-alias-delete.sh against a real HTTP endpoint -------------------------------------
+
+
+def _run_alias_delete(api_url: str) -> subprocess.CompletedProcess:
+    _required_tool("curl")
+    script = render_script("host/model-alias-delete.sh", {
+        "API_URL": api_url, "ALIAS": "qwen3-0.6b:ctx8k", "DELETE_REQUEST": '{"model": "qwen3-0.6b:ctx8k"}',
+    })
+    return subprocess.run(["/bin/sh", "-c", as_command(script, "model-alias-delete")],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def api_answering():
+    """A stand-in for the Ollama API whose DELETE /api/delete answers with a chosen status."""
+    servers = []
+
+    def start(status: int) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_DELETE(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(status if self.path == "/api/delete" else 400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "status, exit_code, says",
+    [
+        (200, 0, "ollama-gpu: changed: deleted alias qwen3-0.6b:ctx8k"),
+        (404, 0, "ollama-gpu: unchanged: alias qwen3-0.6b:ctx8k was already gone"),
+        (500, 1, "deleting alias qwen3-0.6b:ctx8k failed with HTTP 500"),
+    ],
+)
+def test_alias_delete_reports_what_the_server_said(api_answering, status, exit_code, says):
+    result = _run_alias_delete(api_answering(status))
+    assert result.returncode == exit_code, result.stderr
+    assert says in result.stdout + result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_alias_delete_succeeds_when_the_server_is_already_gone():
+    result = _run_alias_delete(f"http://127.0.0.1:{_closed_port()}")
+    assert result.returncode == 0, result.stderr
+    assert "ollama-gpu: unchanged: server unreachable, nothing to delete" in result.stdout
