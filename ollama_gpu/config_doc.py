@@ -1,5 +1,6 @@
 """Generates the README's config table from the settings models, so the table cannot drift from
-the code (a unit test compares the two). Run: `.venv/bin/python -m ollama_gpu.config_doc`."""
+the code (a unit test compares the two). `.venv/bin/python -m ollama_gpu.config_doc --write`
+refreshes README.md."""
 
 from typing import Any, Iterator, get_args
 
@@ -70,5 +71,19 @@ def config_table() -> str:
     return "\n".join([BEGIN, *lines, END])
 
 
+def splice_into(readme_text: str) -> str:
+    """README text with the table between the markers replaced by the current one."""
+    head, _, rest = readme_text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return head + config_table() + tail
+
+
 if __name__ == "__main__":
-    print(config_table())
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] == ["--write"]:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme.write_text(splice_into(readme.read_text()))
+    else:
+        print(config_table())
