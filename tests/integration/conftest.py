@@ -12,7 +12,7 @@ from tests.integration import harness
 
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
-    harness.require(harness.docker_answers(), "no Docker daemon answers (scripts/dev/install-docker.sh sets one up)")
+    harness.require(harness.docker_answers(), "no Docker daemon answers (scripts/dev/install-prerequisites.sh sets one up)")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def ssh_host_factory(
     docker_engine: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[], harness.SshHost]]:
     """Starts a fresh SSH test host per call, for tests that must not share one's state."""
-    harness.require(shutil.which("ssh") is not None, "no ssh client (scripts/dev/install-docker.sh installs one)")
+    harness.require(shutil.which("ssh") is not None, "no ssh client (scripts/dev/install-prerequisites.sh installs one)")
     harness.run_dev_script("build-test-host-image.sh")
     started: list[harness.SshHost] = []
 

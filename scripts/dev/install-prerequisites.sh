@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Makes a Debian bookworm machine ready for the integration tests: the Docker engine and the tools
-# the image and stand-in repository scripts call, then a Docker daemon that answers.
+# Makes a Debian bookworm machine ready for `make test`: the Docker engine, the tools the image and
+# stand-in repository scripts and the tests call, then a Docker daemon that answers.
 # Does nothing when all of that is already in place.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=harness-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/harness-common.sh"
 
 # docker.io: engine and client; debootstrap: base image; openssh-client: the SSH test host;
-# gpg, dpkg-dev (dpkg-scanpackages), apt-utils (apt-ftparchive): the stand-in NVIDIA repository.
+# gpg, dpkg-dev (dpkg-scanpackages), apt-utils (apt-ftparchive): the stand-in NVIDIA repository;
+# make, python3-venv: the README's test command; shellcheck: the script lint test; curl: the
+# model scripts run by the local stack.
 required_packages=(docker.io debootstrap debian-archive-keyring openssh-client gpg dpkg-dev apt-utils
-  python3 ca-certificates)
+  python3 python3-venv make shellcheck curl ca-certificates)
 daemon_wait_seconds=60
 
 missing_packages() {

@@ -1,0 +1,51 @@
+"""Step 5, beyond the recipe: after the alias is loaded, compare what the server did with the plan."""
+
+from typing import Any, Optional
+
+import pulumi
+
+from components.host_command import CommandTarget
+from ollama_gpu.endpoints import api_url_on_host
+from ollama_gpu.settings import Settings
+from ollama_gpu.verification import PS_MARK, compare, format_table, parse_report
+
+
+class PlanVerification(pulumi.ComponentResource):
+    """Reads /api/ps and the server's placement log on the host and exports planned vs actual.
+    Mismatches are warnings, or a failed deploy with verification.failOnMismatch."""
+
+    result: pulumi.Output
+
+    def __init__(self, name: str, settings: Settings, target: CommandTarget, plan: Optional[dict[str, Any]],
+                 triggers: list, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("ollama-gpu:index:PlanVerification", name, None, opts)
+        report = target.command(
+            "verify", "host/verify.sh",
+            {"API_URL": api_url_on_host(settings), "CONTAINER_NAME": settings.server.container_name},
+            # `docker logs` needs root (or the docker group) on the host.
+            privileged=True,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.result = report.stdout.apply(lambda text: self._judge(settings, plan, text))
+        self.register_outputs({"result": self.result})
+
+    def _judge(self, settings: Settings, plan: Optional[dict[str, Any]], text: str) -> dict[str, Any]:
+        if PS_MARK not in (text or ""):
+            return {"status": "not run yet"}
+        if plan is None:
+            return {"status": "no plan for this model (set model.ggufPath or use a catalog model)"}
+        env = settings.server.env
+        verification = compare(
+            plan, parse_report(text, settings.model.alias),
+            num_ctx=settings.model.parameters.num_ctx, kv_cache_type=env.kv_cache_type,
+            tolerance=settings.verification.tolerance,
+        )
+        for warning in verification.warnings:
+            pulumi.log.warn(f"plan vs server: {warning}", resource=self)
+        if not verification.ok and settings.verification.fail_on_mismatch:
+            raise pulumi.RunError(
+                f"stack '{settings.stack}': the server differs from the plan "
+                f"(ollama-gpu:verification.failOnMismatch is true):\n{format_table(verification)}"
+            )
+        return verification.to_dict()
