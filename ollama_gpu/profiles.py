@@ -8,80 +8,37 @@ repeated here.
 import copy
 from typing import Any
 
-_A10_MODEL = "qwen3:30b-a3b-thinking-2507-q8_0"
-
-PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The operator's tuned A10 recipe (field-notes.md), minus the settings that do nothing.
-    "a10": {
-        "server": {
-            "env": {
-                "flashAttention": True,
-                # Halves the KV cache with no visible quality loss; needs flash attention.
-                "kvCacheType": "q8_0",
-                # 1 GiB was stable on the A10; 6 GiB wasted VRAM that could hold layers.
-                "gpuOverhead": 1 * 2**30,
-                # The default 5m idle unload means reloading 32 GB on the next request.
-                "keepAlive": "-1",
-                "numParallel": 1,
-                "maxLoadedModels": 1,
-                # Loading 32 GB from a cloud disk can outlast the 5m default.
-                "loadTimeout": "15m",
-            }
-        },
-        "model": {
-            "base": _A10_MODEL,
-            "alias": "qwen3-30b-a3b-2507-q8:ctx32k",
-            "parameters": {
-                "numCtx": 32768,
-                # 32768 − a ~12K first prompt (what answers within a 5-minute client timeout).
-                "numPredict": 20480,
-                # Keep history when the context fills; 0 recomputed it and timed out.
-                "numKeep": -1,
-                "useMmap": False,
-            },
-        },
+# The operator's tuned A10 recipe (field-notes.md), minus the settings that do nothing. The other
+# profiles are this one with their differences applied (deep_merge below).
+_A10 = {
+    "server": {
+        "env": {
+            "flashAttention": True,
+            # Halves the KV cache with no visible quality loss; needs flash attention.
+            "kvCacheType": "q8_0",
+            # 1 GiB was stable on the A10; 6 GiB wasted VRAM that could hold layers.
+            "gpuOverhead": 1 * 2**30,
+            # The default 5m idle unload means reloading 32 GB on the next request.
+            "keepAlive": "-1",
+            "numParallel": 1,
+            "maxLoadedModels": 1,
+            # Loading 32 GB from a cloud disk can outlast the 5m default.
+            "loadTimeout": "15m",
+        }
     },
-    # The model nearly fits a V100's 32 GB; its 8 host cores make the CPU part slow, so keep
-    # the GPU reserve smaller to hold as many layers as possible on the GPU.
-    "v100": {
-        "server": {
-            "env": {
-                "flashAttention": True,
-                "kvCacheType": "q8_0",
-                "gpuOverhead": 512 * 2**20,
-                "keepAlive": "-1",
-                "numParallel": 1,
-                "maxLoadedModels": 1,
-                "loadTimeout": "15m",
-            }
-        },
-        "model": {
-            "base": _A10_MODEL,
-            "alias": "qwen3-30b-a3b-2507-q8:ctx32k",
-            "parameters": {"numCtx": 32768, "numPredict": 20480, "numKeep": -1, "useMmap": False},
-        },
-    },
-    # CPU-only local setup for trying the program on a laptop: a small model, short context.
-    "none": {
-        "server": {
-            "env": {
-                "flashAttention": True,
-                "kvCacheType": "q8_0",
-                "gpuOverhead": 0,
-                "keepAlive": "-1",
-                "numParallel": 1,
-                "maxLoadedModels": 1,
-                "loadTimeout": "5m",
-            }
-        },
-        "model": {
-            "base": "qwen3:0.6b",
-            "alias": "qwen3-0.6b:ctx8k",
-            "parameters": {"numCtx": 8192, "numPredict": 4096, "numKeep": -1, "useMmap": False},
+    "model": {
+        "base": "qwen3:30b-a3b-thinking-2507-q8_0",
+        "alias": "qwen3-30b-a3b-2507-q8:ctx32k",
+        "parameters": {
+            "numCtx": 32768,
+            # 32768 − a ~12K first prompt (what answers within a 5-minute client timeout).
+            "numPredict": 20480,
+            # Keep history when the context fills; 0 recomputed it and timed out.
+            "numKeep": -1,
+            "useMmap": False,
         },
     },
 }
-
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Stack values win; nested sections merge key by key so a stack can change one field."""
@@ -92,3 +49,23 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "a10": _A10,
+    # The model nearly fits a V100's 32 GB and its 8 host cores make the CPU part slow: a smaller
+    # GPU reserve keeps more layers on the GPU.
+    "v100": deep_merge(_A10, {"server": {"env": {"gpuOverhead": 512 * 2**20}}}),
+    # CPU only, for trying the program on a laptop: a small model, a short context, no GPU reserve.
+    "none": deep_merge(
+        _A10,
+        {
+            "server": {"env": {"gpuOverhead": 0, "loadTimeout": "5m"}},
+            "model": {
+                "base": "qwen3:0.6b",
+                "alias": "qwen3-0.6b:ctx8k",
+                "parameters": {"numCtx": 8192, "numPredict": 4096},
+            },
+        },
+    ),
+}
