@@ -115,11 +115,18 @@ build_cpu_backends() {
   log "cmake CPU preset (libggml-cpu-* variants)"
   (
     cd "$SRC_DIR"
-    CMAKE_GENERATOR=Ninja cmake --preset CPU >&2
+    # The install directory is fixed at configure time (OLLAMA_INSTALL_DIR is derived from
+    # CMAKE_INSTALL_PREFIX there), so `cmake --install --prefix` would not move it.
+    CMAKE_GENERATOR=Ninja cmake --preset CPU -DCMAKE_INSTALL_PREFIX="$STAGE_DIR" >&2
     cmake --build --preset CPU >&2
-    cmake --install build --component CPU --strip --prefix "$STAGE_DIR" >&2
+    cmake --install build --component CPU --strip >&2
   )
 }
+
+mkdir -p "$CACHE_DIR"
+# Test runs and image builds may call this at the same time: one builds, the others wait and reuse.
+exec 9>"$CACHE_DIR/.build-ollama-$OLLAMA_VERSION.lock"
+flock 9
 
 if product_is_complete; then
   log "ollama $OLLAMA_VERSION already built"

@@ -11,8 +11,8 @@ real model. The file is about 3 MB; its output is nonsense, which is all the tes
 The tokenizer is GPT-2-style byte-level BPE, what Ollama's qwen3 code reads:
 - every byte has a token, so any text tokenizes;
 - every word of `WORDS` with its leading space is one token, so `prompt_of_tokens(n)` is text of
-  exactly n tokens; no BOS is added (as for the real Qwen3), so `prompt_eval_count` is n on a cold
-  prompt cache.
+  exactly n tokens; no BOS is added (as for the real Qwen3), so `prompt_eval_count` is n (Ollama
+  0.24 counts prompt tokens served from its cache too; only prompt_eval_duration shrinks).
 
 Run `python -m tests.integration.tiny_model OUT.gguf` to write the file.
 """
