@@ -85,8 +85,8 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     across the remaining columns."""
     widths = [len(header) for header in headers]
     for row in rows:
-        if len(row) == len(headers):
-            widths = [max(width, len(cell)) for width, cell in zip(widths, row)]
+        sized = row if len(row) == len(headers) else row[:-1]
+        widths = [max(width, len(cell)) for width, cell in zip(widths, sized)] + widths[len(sized):]
     lines = []
     for row in [headers, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)]

@@ -14,10 +14,12 @@ The module also holds what scripts/bench shares with it: resolving the target an
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
+import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -33,7 +35,7 @@ from ollama_gpu.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STACK = "a10"
-SMOKE_PROMPT = "In one short sentence: why is the sky blue?"
+SMOKE_QUESTION = "In one short sentence: why is the sky blue?"
 # Enough tokens for a decode rate, few enough that a thinking model's long answer does not matter.
 SMOKE_NUM_PREDICT = 32
 
@@ -83,8 +85,9 @@ def add_target_arguments(parser: argparse.ArgumentParser, timeout_help: str) -> 
 def resolve_target(args: argparse.Namespace, default_timeout_s: Optional[float] = None) -> Target:
     settings = load_stack(args.stack)
     url = (args.url or client_endpoint(settings)).rstrip("/")
-    tunnel = tunnel_command(settings)
-    hint = f"Open the SSH tunnel first: {tunnel}" if tunnel and not args.url else "Is the server running?"
+    # A remote server bound to loopback is the far end of the tunnel client_endpoint points at.
+    through_tunnel = not args.url and settings.is_remote and ipaddress.ip_address(settings.server.bind_address).is_loopback
+    hint = f"Open the SSH tunnel first: {tunnel_command(settings)}" if through_tunnel else "Is the server running?"
     timeout = args.timeout or default_timeout_s or settings.client.timeout_seconds
     return Target(url, args.model or settings.model.alias, timeout, settings, hint)
 
@@ -99,8 +102,8 @@ def talking_to(target: Target) -> Iterator[None]:
     refused connection as ConnectionError but lets httpx's other errors (timeouts) through."""
     try:
         yield
-    except (ConnectionError, httpx.ConnectError) as error:
-        raise ServerUnreachable(f"no Ollama server answers at {target.url} ({error.__class__.__name__}). {target.unreachable_hint}") from None
+    except (ConnectionError, httpx.ConnectError):
+        raise ServerUnreachable(f"no Ollama server answers at {target.url}. {target.unreachable_hint}") from None
     except httpx.HTTPStatusError as error:
         raise ServerUnreachable(
             f"{target.url} answers, but not as the Ollama API (HTTP {error.response.status_code} for {error.request.url.path})"
@@ -157,9 +160,10 @@ def smoke(target: Target) -> dict[str, Any]:
         version = server_version(client)
         model = describe_model(client, target.model, target.url)
         loaded_before = loaded_model(client, target.model) is not None
-        response = client.generate(
-            model=target.model, prompt=SMOKE_PROMPT, options={"num_predict": SMOKE_NUM_PREDICT}
-        )
+        # A fresh opening each time: a prompt the server has cached would be "prefilled" at a
+        # rate no real conversation sees.
+        prompt = f"{secrets.token_hex(4)}: {SMOKE_QUESTION}"
+        response = client.generate(model=target.model, prompt=prompt, options={"num_predict": SMOKE_NUM_PREDICT})
         loaded = loaded_model(client, target.model)
     return {
         "url": target.url,
@@ -198,21 +202,26 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(f"{label:<11}{text}" for label, text in lines)
 
 
+def run_cli(program: str, produce: Callable[[], dict[str, Any]], render: Callable[[dict[str, Any]], str], as_json: bool) -> int:
+    """Prints the report, or one line saying what went wrong: exit 2 for a bad stack (as the other
+    CLIs do), 1 for a server that is unreachable, lacks the model or refuses a request."""
+    try:
+        report = produce()
+    except ConfigError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        return 2
+    except (UserError, ollama.ResponseError) as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if as_json else render(report))
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/smoke", description=__doc__.split("\n\n")[0])
     add_target_arguments(parser, "seconds to wait for an answer (default: the stack's client.timeoutSeconds)")
     args = parser.parse_args(argv)
-    try:
-        target = resolve_target(args)
-        report = smoke(target)
-    except ConfigError as error:
-        print(f"smoke: {error}", file=sys.stderr)
-        return 2
-    except (UserError, ollama.ResponseError) as error:
-        print(f"smoke: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+    return run_cli("smoke", lambda: smoke(resolve_target(args)), format_report, args.json)
 
 
 if __name__ == "__main__":

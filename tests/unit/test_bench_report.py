@@ -1,0 +1,138 @@
+"""The parts of scripts/bench and scripts/smoke that need no server: the synthetic prompts, their
+sizing, the run checks, the planner coupling, the table and the stack defaults."""
+
+import argparse
+import sys
+import types
+
+import pytest
+
+from ollama_gpu import bench
+from ollama_gpu.bench import PromptSizer, SizeResult, Run, format_table, planned_bounds, run_notes, synthetic_prompt, ttft_verdict
+from ollama_gpu.errors import UserError
+from ollama_gpu.generation_stats import Spread
+from ollama_gpu.smoke import add_target_arguments, load_stack, resolve_target
+
+
+def test_a_synthetic_prompt_has_exactly_the_words_asked_for_and_is_reproducible() -> None:
+    prompt = synthetic_prompt(500, seed=7)
+    assert len(prompt.split()) == 500
+    assert prompt == synthetic_prompt(500, seed=7)
+    assert prompt.count(".") > 20, "sentences, not a word list"
+
+
+def test_prompts_of_different_seeds_differ_from_their_first_word() -> None:
+    openings = {synthetic_prompt(50, seed).split()[0] for seed in range(1, 200)}
+    assert len(openings) == 199
+
+
+def test_the_sizer_guesses_first_and_then_pools_what_the_server_counted() -> None:
+    sizer = PromptSizer()
+    assert sizer.words_for(1300) == 1000
+    sizer.learn(words=100, measured_tokens=400)
+    sizer.learn(words=300, measured_tokens=1000)
+    assert sizer.tokens_per_word == 3.5
+    assert sizer.words_for(1024) == 293
+    assert sizer.expected_tokens(10) == 35
+
+
+def test_a_run_is_flagged_when_the_prompt_was_cut_or_partly_cached() -> None:
+    assert run_notes(prompt_tokens=1000, expected_tokens=1020, num_ctx=8192) == []
+    assert "truncated" in run_notes(prompt_tokens=8192, expected_tokens=9000, num_ctx=8192)[0]
+    assert "prompt cache" in run_notes(prompt_tokens=12, expected_tokens=1020, num_ctx=8192)[0]
+
+
+def test_ttft_fits_the_client_timeout_only_when_the_slowest_run_does() -> None:
+    assert ttft_verdict(Spread(100, 90, 299), 300) == "fits"
+    assert ttft_verdict(Spread(100, 90, 301), 300) == "exceeds"
+    assert ttft_verdict(None, 300) is None
+
+
+@pytest.fixture
+def a10():
+    return load_stack("a10")
+
+
+def test_without_a_planner_there_are_no_bounds(monkeypatch, a10) -> None:
+    monkeypatch.setitem(sys.modules, "ollama_gpu.stack_plan", None)  # makes the import fail
+    assert planned_bounds(a10) is None
+
+
+def test_bounds_are_read_from_the_plan_of_the_stack(monkeypatch, a10) -> None:
+    plans = []
+
+    def plan_for(settings):
+        plans.append(settings)
+        return {
+            "speed": {"decode_tokens_per_s_bound": 31.5},
+            "context": {"max_prompt_tokens": 12288},
+            "assumptions": {"prefill_tokens_per_s": 40.0},
+        }
+
+    monkeypatch.setitem(sys.modules, "ollama_gpu.stack_plan", types.SimpleNamespace(plan_for=plan_for))
+    assert planned_bounds(a10) == {"decode_tokens_per_s": 31.5, "prefill_tokens_per_s": 40.0, "max_prompt_tokens": 12288}
+    assert plans == [a10]
+
+
+def test_a_stack_the_planner_cannot_plan_has_no_bounds(monkeypatch, a10) -> None:
+    def plan_for(settings):
+        raise UserError("model not in the catalog")
+
+    monkeypatch.setitem(sys.modules, "ollama_gpu.stack_plan", types.SimpleNamespace(plan_for=plan_for))
+    assert planned_bounds(a10) is None
+
+
+def _run(prompt_tokens: int, ttft_s: float, prefill: float, decode: float) -> Run:
+    return Run(seed=1, words=100, prompt_tokens=prompt_tokens, ttft_s=ttft_s, prefill_tokens_per_s=prefill,
+               decode_tokens_per_s=decode, generated_tokens=64, load_s=0.0)  # fmt: skip
+
+
+def _report(plan, sizes) -> dict:
+    return {
+        "url": "http://127.0.0.1:11434", "version": "0.24.0", "model": "qwen3-30b-a3b-2507-q8:ctx32k",
+        "num_ctx": 32768, "num_predict": 64, "repeats": 2, "client_timeout_s": 300, "plan": plan,
+        "sizes": [bench.plan_notes(size.to_dict(300), plan) for size in sizes],
+    }  # fmt: skip
+
+
+def test_the_table_sets_the_plan_beside_the_measurements() -> None:
+    plan = {"decode_tokens_per_s": 31.5, "prefill_tokens_per_s": 40.0, "max_prompt_tokens": 12000}
+    measured = SizeResult(4096, runs=[_run(4100, 110.0, 38.0, 29.0), _run(4090, 120.0, 35.0, 30.0)])
+    too_long = SizeResult(12288, runs=[_run(12300, 320.0, 38.5, 27.0)])
+    lines = format_table(_report(plan, [measured, too_long])).splitlines()
+    assert lines[0].startswith("Ollama 0.24.0 at http://127.0.0.1:11434, model qwen3-30b-a3b-2507-q8:ctx32k")
+    assert "vs 300 s timeout" in lines[1]
+    assert "prefill tok/s (plan ~40.0)" in lines[1] and "decode tok/s (plan ≤31.5)" in lines[1]
+    assert lines[2].split()[:8] == ["4096", "4,095", "(4,090–4,100)", "115", "(110–120)", "fits", "36.5", "(35.0–38.0)"]
+    assert "exceeds" in lines[3] and "above the plan's prompt ceiling of 12000 tokens" in lines[3]
+
+
+def test_without_a_plan_the_headers_are_plain() -> None:
+    header = format_table(_report(None, [SizeResult(1024, runs=[_run(1024, 1.0, 500.0, 20.0)])])).splitlines()[1]
+    assert "plan" not in header
+
+
+def _target(*argv: str):
+    parser = argparse.ArgumentParser()
+    add_target_arguments(parser, "timeout")
+    return resolve_target(parser.parse_args(argv))
+
+
+def test_a_remote_stack_is_reached_through_the_tunnel_it_names() -> None:
+    target = _target("--stack", "a10")
+    assert target.url == "http://127.0.0.1:11434"
+    assert target.model == "qwen3-30b-a3b-2507-q8:ctx32k" and target.is_stack_alias
+    assert target.timeout_s == 300
+    assert "ssh -N -L 11434:127.0.0.1:11434 -p 22 ubuntu@203.0.113.10" in target.unreachable_hint
+
+
+def test_an_explicit_url_and_model_override_the_stack() -> None:
+    target = _target("--stack", "a10", "--url", "http://10.0.0.5:8080/", "--model", "other:tag", "--timeout", "42")
+    assert (target.url, target.model, target.timeout_s) == ("http://10.0.0.5:8080", "other:tag", 42)
+    assert not target.is_stack_alias
+    assert "ssh" not in target.unreachable_hint
+
+
+def test_an_unknown_stack_names_the_ones_that_exist() -> None:
+    with pytest.raises(UserError, match="no Pulumi.nope.yaml.*a10.*local.*v100"):
+        _target("--stack", "nope")
