@@ -7,7 +7,7 @@ import pulumi
 from components.host_command import CommandTarget
 from ollama_gpu.endpoints import api_url_on_host
 from ollama_gpu.settings import Settings
-from ollama_gpu.verification import PS_MARK, compare, format_table, parse_report
+from ollama_gpu.verification import format_table, verify_deployment
 
 
 class PlanVerification(pulumi.ComponentResource):
@@ -31,16 +31,9 @@ class PlanVerification(pulumi.ComponentResource):
         self.register_outputs({"result": self.result})
 
     def _judge(self, settings: Settings, plan: Optional[dict[str, Any]], text: str) -> dict[str, Any]:
-        if PS_MARK not in (text or ""):
-            return {"status": "not run yet"}
-        if plan is None:
-            return {"status": "no plan for this model (set model.ggufPath or use a catalog model)"}
-        env = settings.server.env
-        verification = compare(
-            plan, parse_report(text, settings.model.alias),
-            num_ctx=settings.model.parameters.num_ctx, kv_cache_type=env.kv_cache_type,
-            tolerance=settings.verification.tolerance,
-        )
+        verification = verify_deployment(settings, plan, text)
+        if verification is None:
+            return {"status": "no plan for this model" if plan is None else "not run yet"}
         for warning in verification.warnings:
             pulumi.log.warn(f"plan vs server: {warning}", resource=self)
         if not verification.ok and settings.verification.fail_on_mismatch:

@@ -9,7 +9,10 @@ and nobody noticed. Pure Python, so tests feed it real server output directly.
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from ollama_gpu.settings import Settings
 
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 _MEMORY_LINE = re.compile(r'msg="(model weights|kv cache|compute graph)" device=(\S+) size="?([\d.]+) (B|KiB|MiB|GiB)')
@@ -134,6 +137,18 @@ def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cach
             f"({kv_planned}): the quantized KV cache type is not in effect"
         )
     return Verification(checks=checks, warnings=warnings)
+
+
+def verify_deployment(settings: "Settings", plan: Optional[dict[str, Any]], report_text: str) -> Optional[Verification]:
+    """The whole check for one stack: None while the verify script has not run (preview, offline)
+    or when there is no plan to compare with."""
+    if PS_MARK not in (report_text or "") or plan is None:
+        return None
+    return compare(
+        plan, parse_report(report_text, settings.model.alias),
+        num_ctx=settings.model.parameters.num_ctx, kv_cache_type=settings.server.env.kv_cache_type,
+        tolerance=settings.verification.tolerance,
+    )
 
 
 def format_table(verification: Verification) -> str:
