@@ -1,6 +1,7 @@
 """Reads the stack's config from the Pulumi engine and validates it before anything is registered."""
 
 import os
+from typing import Optional
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -8,7 +9,9 @@ from pulumi.runtime import config as runtime_config
 from ollama_gpu.config_loader import load_settings, values_from_engine_config
 from ollama_gpu.errors import UserError
 from ollama_gpu.preflight import require_reachable_host
+from ollama_gpu.planner.plan import Plan
 from ollama_gpu.settings import Settings
+from ollama_gpu.stack_plan import build_stack_plan, refuse_unloadable
 
 
 def load_settings_or_fail() -> Settings:
@@ -22,3 +25,21 @@ def load_settings_or_fail() -> Settings:
     except UserError as error:
         raise pulumi.RunError(str(error)) from None
     return settings
+
+
+def plan_or_fail(settings: Settings) -> Optional[Plan]:
+    """The plan is part of validation: a model that cannot load stops here; the rest are warnings."""
+    try:
+        plan = build_stack_plan(settings)
+        refuse_unloadable(settings, plan)
+    except UserError as error:
+        raise pulumi.RunError(str(error)) from None
+    if plan is None:
+        pulumi.log.warn(
+            f"no plan: the planner's catalog does not know {settings.model.base!r}; "
+            "set ollama-gpu:model.ggufPath to its GGUF file to plan it"
+        )
+        return None
+    for warning in plan.warnings:
+        pulumi.log.warn(f"plan: {warning}")
+    return plan

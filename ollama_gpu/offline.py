@@ -108,9 +108,9 @@ class _WarningLog(pulumi.runtime.mocks.MockEngine):
         self.run = run
 
     def Log(self, request):
+        # Collected, not printed: the caller decides how to show them (make plan lists them once).
         if request.severity in (2, 3):  # engine.proto: WARNING = 2, ERROR = 3
             self.run.warnings.append(request.message)
-        return super().Log(request)
 
 
 def _resolve_exports() -> dict[str, Any]:

@@ -56,15 +56,16 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     # The model nearly fits a V100's 32 GB and its 8 host cores make the CPU part slow: a smaller
     # GPU reserve keeps more layers on the GPU.
     "v100": deep_merge(_A10, {"server": {"env": {"gpuOverhead": 512 * 2**20}}}),
-    # CPU only, for trying the program on a laptop: a small model, a short context, no GPU reserve.
+    # CPU only, for trying the program on a laptop: a small model the planner's catalog knows, its
+    # whole 2K context, no GPU reserve.
     "none": deep_merge(
         _A10,
         {
             "server": {"env": {"gpuOverhead": 0, "loadTimeout": "5m"}},
             "model": {
-                "base": "qwen3:0.6b",
-                "alias": "qwen3-0.6b:ctx8k",
-                "parameters": {"numCtx": 8192, "numPredict": 4096},
+                "base": "tinyllama:1.1b",
+                "alias": "tinyllama-1.1b:ctx2k",
+                "parameters": {"numCtx": 2048, "numPredict": 1024},
             },
         },
     ),

@@ -216,7 +216,7 @@ def test_cpu_stack_has_no_gpu_and_no_host_prep(stack_run):
     assert container.inputs.get("gpus") is None
     assert not run.of_type("ollama-gpu:index:GpuHostPrep")
     assert not set(run.names()) & set(HOST_PREP_STEPS)
-    assert sorted(r.name for r in commands(run)) == sorted(MODEL_STEPS)
+    assert sorted(r.name for r in commands(run)) == sorted([*MODEL_STEPS, "verify"])
 
 
 @pytest.mark.parametrize("image", [None, "registry.example:5000/mirror/ollama:0.24.0-cuda"])
@@ -284,7 +284,8 @@ def test_known_hosts_names_a_non_default_ssh_port(deploy):
 def test_sudo_only_for_host_prep_and_only_for_a_non_root_user(deploy, user, host_prep_sudo):
     run = deploy("a10", remote_config("a10", user=user))
     for command in run.of_type(REMOTE_COMMAND):
-        privileged = command.name in HOST_PREP_STEPS
+        # verify reads `docker logs`, which needs root on the host.
+        privileged = command.name in HOST_PREP_STEPS or command.name == "verify"
         expected = "sudo -n bash -c " if privileged and host_prep_sudo else "bash -c "
         assert first_line(command).startswith(expected), command.name
         if command.inputs.get("delete"):

@@ -39,7 +39,8 @@ def test_changing_a_model_parameter_updates_only_the_alias_and_reloads_it(deploy
     before = deploy("a10", remote_config("a10"))
     after = deploy("a10", remote_config("a10", {"model": {"parameters": {"numPredict": 16384, "temperature": 0.6}}}))
 
-    assert _changed(before, after) == {"model-alias", "model-warm"}
+    # The verify step re-reads the server whenever the alias changes.
+    assert _changed(before, after) == {"model-alias", "model-warm", "verify"}
     old_alias, new_alias = before.by_name("model-alias").inputs, after.by_name("model-alias").inputs
     # No triggers: the new create text is an in-place update, not a replace (whose delete would
     # remove the alias after the new one was created).
@@ -75,7 +76,7 @@ def test_changing_the_image_reruns_the_gpu_check_and_recreates_the_container_onl
 def test_changing_the_base_model_pulls_it_and_rebuilds_the_alias(deploy):
     before = deploy("local", {"profile": "none"})
     after = deploy("local", {"profile": "none", "model": {"base": "qwen3:1.7b"}})
-    assert _changed(before, after) == {"model-pull", "model-alias", "model-warm"}
+    assert _changed(before, after) == {"model-pull", "model-alias", "model-warm", "verify"}
     assert script_parameters(after.by_name("model-pull").inputs["create"])["BASE_MODEL"] == "qwen3:1.7b"
 
 
