@@ -30,7 +30,23 @@ GGML_TYPE_LAYOUT: dict[str, tuple[int, int]] = {
     "Q5_K": (256, 176),
     "Q6_K": (256, 210),
     "Q8_K": (256, 292),
+    "IQ1_S": (256, 50),
+    "IQ1_M": (256, 56),
+    "IQ2_XXS": (256, 66),
+    "IQ2_XS": (256, 74),
+    "IQ2_S": (256, 82),
+    "IQ3_XXS": (256, 98),
+    "IQ3_S": (256, 110),
+    "IQ4_NL": (32, 18),
+    "IQ4_XS": (256, 136),
+    "TQ1_0": (256, 54),
+    "TQ2_0": (256, 66),
     "MXFP4": (32, 17),
+    "I8": (1, 1),
+    "I16": (1, 2),
+    "I32": (1, 4),
+    "I64": (1, 8),
+    "F64": (1, 8),
 }
 
 
@@ -94,11 +110,14 @@ class ModelGeometry(ModelShape):
     only expert_used_count / expert_count of the ``*_exps`` tensors of a MoE block. output_bytes is
     the output layer (``output`` + ``output_norm``, or a second copy of ``token_embd`` when the
     output is tied to it). token_embd always stays in host RAM (the engine's "InputWeights").
+    block_largest_tensor_bytes is each block's biggest tensor: when a block stays in host RAM,
+    0.24.0 copies its weights to the GPU one tensor at a time for prompt batches (see graph.py).
     """
 
     name: str
     block_weight_bytes: tuple[int, ...]
     block_active_bytes: tuple[int, ...]
+    block_largest_tensor_bytes: tuple[int, ...]
     token_embd_bytes: int
     output_bytes: int
     file_size: int
@@ -108,8 +127,9 @@ class ModelGeometry(ModelShape):
             raise ValueError(f"{self.name}: block_count must be positive")
         if len(self.block_weight_bytes) != self.block_count:
             raise ValueError(f"{self.name}: {len(self.block_weight_bytes)} block sizes for {self.block_count} blocks")
-        if len(self.block_active_bytes) != self.block_count:
-            raise ValueError(f"{self.name}: {len(self.block_active_bytes)} active sizes for {self.block_count} blocks")
+        for label, sizes in (("active", self.block_active_bytes), ("largest-tensor", self.block_largest_tensor_bytes)):
+            if len(sizes) != self.block_count:
+                raise ValueError(f"{self.name}: {len(sizes)} {label} sizes for {self.block_count} blocks")
         if self.head_count <= 0 or self.head_count_kv <= 0 or self.head_dim <= 0:
             raise ValueError(f"{self.name}: head counts and head_dim must be positive")
 
@@ -150,6 +170,7 @@ def geometry_from_tensors(
     """
     blocks = [0] * shape.block_count
     active = [0] * shape.block_count
+    largest = [0] * shape.block_count
     inputs = 0
     output = 0
     token_embd_weight = 0
@@ -171,11 +192,13 @@ def geometry_from_tensors(
             for block in range(shape.block_count):
                 blocks[block] += size
                 active[block] += size
+                largest[block] = max(largest[block], size)
         elif (number := _FIRST_NUMBER.search(tensor.name)) is not None:
             block = int(number.group())
             if block >= shape.block_count:
                 raise ValueError(f"{name}: tensor {tensor.name} is past block_count {shape.block_count}")
             blocks[block] += size
+            largest[block] = max(largest[block], size)
             is_routed_expert = "_exps" in tensor.name
             active[block] += round(size * expert_share) if is_routed_expert else size
         else:
@@ -187,6 +210,7 @@ def geometry_from_tensors(
         name=name,
         block_weight_bytes=tuple(blocks),
         block_active_bytes=tuple(active),
+        block_largest_tensor_bytes=tuple(largest),
         token_embd_bytes=inputs,
         output_bytes=output,
         file_size=file_size if file_size is not None else listed_bytes,

@@ -1,0 +1,130 @@
+"""``scripts/plan``: print where Ollama will put a model before deploying it.
+
+Profile values (--gpu) are the defaults; every explicit flag overrides its profile value. Bad input
+prints one line on stderr and exits 2, so the command is safe to call from Make and CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ollama_gpu.planner.catalog import CATALOG, alternatives, catalog_geometry
+from ollama_gpu.planner.hardware import PROFILES
+from ollama_gpu.planner.placement import KV_CACHE_TYPES
+from ollama_gpu.planner.plan import PlanInputs, build_plan, format_plan_table
+from ollama_gpu.planner.units import parse_rate, parse_size
+
+# The project's recipe (field-notes.md, the Modelfile): 32K context, 20K tokens for the answer.
+DEFAULT_NUM_CTX = 32768
+DEFAULT_NUM_PREDICT = 20480
+
+
+class UsageError(Exception):
+    """Input the user can fix; reported as one line without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and exit 2 itself
+        raise UsageError(message)
+
+
+def _typed(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Turns ValueError from our parsers into argparse's "invalid value" message."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scripts/plan", description=__doc__.splitlines()[0])
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model", help=f"built-in model: {', '.join(CATALOG)}")
+    model.add_argument("--gguf", help="path of a GGUF file to read the geometry from")
+    parser.add_argument("--gpu", choices=sorted(PROFILES), default="a10", help="hardware profile (default a10)")
+    parser.add_argument("--gpu-free-vram", type=_typed(parse_size), help="free VRAM at load, e.g. 22.5GiB")
+    parser.add_argument("--gpu-bandwidth", type=_typed(parse_rate), help="GPU memory bandwidth, e.g. 600GB/s")
+    parser.add_argument("--host-ram", type=_typed(parse_size), help="host RAM, e.g. 116GB")
+    parser.add_argument("--host-ram-bandwidth", type=_typed(parse_rate), help="host RAM bandwidth, e.g. 100GB/s")
+    parser.add_argument("--num-ctx", type=int, default=DEFAULT_NUM_CTX, help=f"default {DEFAULT_NUM_CTX}")
+    parser.add_argument("--num-predict", type=int, default=DEFAULT_NUM_PREDICT, help=f"default {DEFAULT_NUM_PREDICT}")
+    parser.add_argument("--num-batch", type=int, default=512, help="default 512")
+    parser.add_argument("--kv-cache-type", choices=KV_CACHE_TYPES, default="f16")
+    parser.add_argument("--flash-attention", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--op-offload", choices=("on", "off"), default="off",
+        help="graph sizes of an engine that runs host blocks' prompt matmuls on the GPU (0.24.0 CUDA, measured); "
+        "off reproduces the field-notes A10 log (default)",
+    )
+    parser.add_argument("--gpu-overhead", type=_typed(parse_size), default=0, help="OLLAMA_GPU_OVERHEAD, e.g. 1GiB")
+    parser.add_argument("--num-parallel", type=int, default=1)
+    parser.add_argument("--prefill-rate", type=float, help="prompt tokens/s of the first prompt")
+    parser.add_argument("--client-timeout", type=float, default=300.0, help="client timeout in s (default 300)")
+    parser.add_argument("--context-fill", type=int, default=4096, help="tokens in context for the decode bound")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    return parser
+
+
+def _inputs(args: argparse.Namespace) -> PlanInputs:
+    if args.model:
+        try:
+            geometry = catalog_geometry(args.model)
+        except KeyError as error:
+            raise UsageError(error.args[0]) from None
+        others = alternatives(args.model)
+    else:
+        from ollama_gpu.planner.gguf_geometry import geometry_from_gguf
+
+        try:
+            geometry = geometry_from_gguf(args.gguf)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"cannot read {args.gguf}: {error}") from None
+        others = ()
+    profile = PROFILES[args.gpu]
+    overrides = {
+        "gpu_free_vram": args.gpu_free_vram,
+        "gpu_bandwidth": args.gpu_bandwidth,
+        "host_ram": args.host_ram,
+        "host_ram_bandwidth": args.host_ram_bandwidth,
+        "prefill_tokens_per_s": args.prefill_rate,
+    }
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    return PlanInputs.for_profile(
+        profile,
+        geometry,
+        **explicit,
+        num_ctx=args.num_ctx,
+        num_predict=args.num_predict,
+        num_batch=args.num_batch,
+        kv_cache_type=args.kv_cache_type,
+        flash_attention=args.flash_attention == "on",
+        op_offload=args.op_offload == "on",
+        gpu_overhead=args.gpu_overhead,
+        num_parallel=args.num_parallel,
+        client_timeout_s=args.client_timeout,
+        context_fill=args.context_fill,
+        alternatives=others,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        plan = build_plan(_inputs(args))
+    except (UsageError, ValueError) as error:
+        print(f"scripts/plan: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan_table(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Model geometry read from a GGUF file, or from what Ollama's /api/show reports for a pulled model.
+
+Both paths end in geometry.geometry_from_tensors, so a GGUF on disk, the built-in catalog and a
+model in Ollama's store are grouped and sized by the same rules. compare_with_model_info lets the
+program check, after the pull, that the catalog entry it planned with matches what it got.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
+
+
+def _largest(value: Any) -> int:
+    """Some architectures store per-layer arrays (e.g. head_count_kv); placement needs the max."""
+    if isinstance(value, (list, tuple)):
+        return max((int(item) for item in value), default=0)
+    return int(value)
+
+
+def _shape_from_metadata(get: Callable[[str], Any], tensors: list[TensorInfo]) -> ModelShape:
+    """Reads ``{arch}.*`` hyperparameters the way Ollama's fs/ggml KV accessors do."""
+    architecture = get("general.architecture")
+    if not architecture:
+        raise ValueError("metadata has no general.architecture")
+
+    def number(key: str, default: int | None = None) -> int:
+        value = get(f"{architecture}.{key}")
+        if value is None:
+            if default is None:
+                raise ValueError(f"metadata has no {architecture}.{key}")
+            return default
+        return _largest(value)
+
+    embedding_length = number("embedding_length")
+    head_count = number("attention.head_count")
+    embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
+    vocab_size = embd.shape[1] if embd is not None and len(embd.shape) > 1 else number("vocab_size", 0)
+    return ModelShape(
+        architecture=architecture,
+        block_count=number("block_count"),
+        embedding_length=embedding_length,
+        head_count=head_count,
+        head_count_kv=number("attention.head_count_kv", head_count),
+        # fs/ggml EmbeddingHeadCountK: key_length, else embedding_length / head_count.
+        head_dim=number("attention.key_length", embedding_length // head_count if head_count else 0),
+        context_length=number("context_length", 0),
+        vocab_size=vocab_size,
+        feed_forward_length=number("feed_forward_length", 0),
+        expert_count=number("expert_count", 0),
+        expert_used_count=number("expert_used_count", 0),
+        expert_ff_length=number("expert_feed_forward_length", 0),
+    )
+
+
+def geometry_from_gguf(path: str | os.PathLike[str], name: str | None = None) -> ModelGeometry:
+    """Geometry of a GGUF file, with its real tensor sizes and file size."""
+    from gguf import GGUFReader  # imported here: only this path needs the gguf package
+
+    reader = GGUFReader(path)
+
+    def get(key: str) -> Any:
+        field = reader.fields.get(key)
+        return None if field is None else field.contents()
+
+    tensors = [TensorInfo(t.name, t.tensor_type.name, tuple(int(d) for d in t.shape)) for t in reader.tensors]
+    for stored, computed in zip(reader.tensors, tensors):
+        if stored.n_bytes != computed.nbytes:
+            raise ValueError(f"{path}: {stored.name} holds {stored.n_bytes} bytes, expected {computed.nbytes}")
+    shape = _shape_from_metadata(get, tensors)
+    return geometry_from_tensors(name or os.path.basename(os.fspath(path)), shape, tensors, os.path.getsize(path))
+
+
+def _tensors_from_show(tensors: Iterable[Mapping[str, Any]]) -> list[TensorInfo]:
+    return [TensorInfo(t["name"], t["type"], tuple(int(d) for d in t["shape"])) for t in tensors]
+
+
+def geometry_from_model_info(
+    model_info: Mapping[str, Any], tensors: Iterable[Mapping[str, Any]], name: str = "pulled model"
+) -> ModelGeometry:
+    """Geometry from /api/show: ``model_info`` (GGUF metadata) and ``tensors`` (name/type/shape)."""
+    tensor_infos = _tensors_from_show(tensors)
+    shape = _shape_from_metadata(model_info.get, tensor_infos)
+    return geometry_from_tensors(name, shape, tensor_infos)
+
+
+def compare_with_model_info(
+    geometry: ModelGeometry,
+    model_info: Mapping[str, Any],
+    tensors: Iterable[Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """Mismatches between a planned geometry and what Ollama reports; empty when they agree.
+
+    Without ``tensors`` only the hyperparameters are compared (vocab size then comes from
+    ``{arch}.vocab_size`` when present); with them, the layer sizes are compared too.
+    """
+    tensor_infos = _tensors_from_show(tensors) if tensors is not None else []
+    try:
+        reported = _shape_from_metadata(model_info.get, tensor_infos)
+    except ValueError as error:
+        return [str(error)]
+    mismatches = []
+    for field in ModelShape.__dataclass_fields__:
+        planned, actual = getattr(geometry, field), getattr(reported, field)
+        if field == "vocab_size" and not actual:
+            continue
+        if planned != actual:
+            mismatches.append(f"{field}: planned {planned}, Ollama reports {actual}")
+    if tensors is not None:
+        actual_geometry = geometry_from_tensors(geometry.name, reported, tensor_infos)
+        for field in ("block_weight_bytes", "token_embd_bytes", "output_bytes"):
+            planned, actual = getattr(geometry, field), getattr(actual_geometry, field)
+            if planned != actual:
+                mismatches.append(f"{field}: planned {_total(planned)} bytes, Ollama reports {_total(actual)}")
+    return mismatches
+
+
+def _total(value: int | tuple[int, ...]) -> int:
+    return sum(value) if isinstance(value, tuple) else value

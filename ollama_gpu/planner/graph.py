@@ -1,0 +1,143 @@
+"""Compute-graph reservation per device, as Ollama 0.24.0's Go engine measures it.
+
+How the engine gets the number: runner/ollamarunner/runner.go (reserveWorstCaseGraph) builds the
+forward graph twice, for a full prompt batch (num_batch tokens, every KV cell visible) and for one
+token, and ml/backend/ggml/ggml.go (Context.Reserve) asks ggml's scheduler what it would allocate
+on each backend (ggml_backend_sched_get_attempted_buffer_size: the graph allocator's high-water
+mark plus, for CUDA, the backend's scratch pools). Buffers only grow, so the larger graph wins.
+
+What decides the size (read from the vendored ggml, then measured):
+- Op offload. ggml_backend_sched_new_ext is called with op_offload=true (ggml.go New) and the
+  prompt reserve sets the batch size to num_batch, so for batches of 32 tokens or more every matmul
+  whose weights live in host RAM is run on the GPU instead (ggml-backend.cpp,
+  ggml_backend_sched_backend_id_from_cur; ggml-cuda.cu, ggml_backend_cuda_device_offload_op), its
+  weight tensor copied into the GPU's compute buffer first. Each weight starts a new split
+  (ggml_backend_sched_split_graph, need_new_split), so only one such copy is live at a time: the
+  GPU reserves room for the largest tensor of any block left in host RAM (204 MiB for a Q8_0
+  ffn_*_exps of Qwen3-30B-A3B). The CPU then only runs the token-embedding lookup
+  (GET_ROWS is never offloaded): num_batch x embedding_length float32.
+- The KQ mask. The causal cache builds it on the host as float32 [cells, batch]
+  (kvcache/causal.go, buildMask); with flash attention it is cast to f16. A GPU gets the f32 mask
+  as a copied input before the cast.
+- Activations of the biggest phase, the MoE FFN: routed gate/up/SwiGLU outputs
+  (expert_ff x used experts per token), the down projection (embedding x used experts per token)
+  and a few hidden-state vectors (qwen3 model.go, sparse.Forward). Without flash attention the
+  attention scores [cells, batch, heads] float32 dominate instead, and on CUDA the V x KQ product
+  also converts them to f16.
+
+Two engine behaviours are modelled, chosen by ``op_offload``:
+- off (the default): host-resident blocks are computed on the CPU. This reproduces the operator's
+  A10 log in field-notes.md exactly (CPU graph 84.0 MiB = the FFN activations of a 512-token batch
+  plus that batch's token embeddings; GPU graph 190 MiB = the f16 KQ mask, the same activations and
+  the CUDA scratch below), which is the reference this project's planner is checked against.
+- on: what a 0.24.0 CUDA build was measured to do (below). It moves the host blocks' prompt-batch
+  matmuls to the GPU, so the CPU graph shrinks to the embeddings and the GPU graph grows by the
+  largest host-resident weight tensor. Only graph sizes differ; layers, weights and KV do not for
+  the cases measured. ``scripts/plan --op-offload on`` predicts it.
+
+Measured with the real 0.24.0 server (zero-weight GGUFs with this catalog's tensor shapes, 8
+blocks), on an H100 with CUDA 13 and on a CPU-only build. The formulas below reproduce those
+measurements: CPU-only within 5% from 2K to 64K context (num_batch 128 to 1024) except one shape
+variant at 16%; full GPU offload exact at 32K and 64K, within 23% at 4K-16K; hybrid layouts within
+14% at num_batch <= 512 (28% at num_batch 1024). tests/unit/test_planner_graph.py pins each point.
+The two CUDA constants were measured on sm_90; an A10 (sm_86) or V100 (sm_70) picks other kernels
+and may differ by some tens of MiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ollama_gpu.planner.geometry import ModelGeometry
+from ollama_gpu.planner.units import MIB
+
+F32 = 4
+F16 = 2
+
+# CUDA backend scratch beyond the graph allocator (mmq quantized activations, flash-attention
+# fix-up buffers, pool rounding), fitted to the H100 measurements: the FFN-phase figure with the
+# activation term, the attention-phase figure with the float32 scores when flash attention is off.
+CUDA_SCRATCH_FFN_PHASE = 78 * MIB
+CUDA_SCRATCH_ATTENTION_PHASE = 30 * MIB
+
+# ggml-backend.cpp: a weight in host RAM is offloaded only for batches of at least this many tokens.
+OP_OFFLOAD_MIN_BATCH = 32
+
+
+@dataclass(frozen=True)
+class GraphReserve:
+    """Compute-graph bytes the engine reports per device ("compute graph" log lines)."""
+
+    gpu: int
+    cpu: int
+
+
+def activation_bytes(geometry: ModelGeometry, batch: int) -> int:
+    """High-water mark of the FFN phase's float32 activations for one batch.
+
+    MoE: down-projection output (E x K), gate, up and SwiGLU outputs (3 x F x K) and three
+    hidden-state vectors (3 x E) per token, E = embedding, F = expert FFN width, K = used experts.
+    80 MiB for Qwen3-30B-A3B at 512 tokens. Dense models use the same count with K = 1 and F the
+    FFN width, plus one more hidden vector for the down projection output (not measured).
+    """
+    e = geometry.embedding_length
+    if geometry.is_moe:
+        per_token = e * geometry.expert_used_count + 3 * geometry.expert_ff_length * geometry.expert_used_count + 3 * e
+    else:
+        per_token = 3 * geometry.feed_forward_length + 4 * e
+    return F32 * batch * per_token
+
+
+def graph_reserve(
+    geometry: ModelGeometry,
+    *,
+    batch: int,
+    kv_cells: int,
+    flash_attention: bool,
+    kv_cache_quantized: bool,
+    gpu_blocks: int,
+    output_on_gpu: bool,
+    op_offload: bool = False,
+) -> GraphReserve:
+    """Graph bytes for a layout with the last ``gpu_blocks`` blocks (and maybe the output) on GPU.
+
+    ``batch`` is the effective num_batch (already capped at num_ctx), ``kv_cells`` the padded KV
+    size, ``kv_cache_quantized`` whether the cache that is actually allocated is q8_0/q4_0.
+    """
+    cells, heads = kv_cells, geometry.head_count
+    activations = activation_bytes(geometry, batch)
+    if flash_attention:
+        # The f16 mask stays live from the first block to the last; the FFN phase sits on top.
+        cpu_only = F16 * cells * batch + activations
+    else:
+        # float32 scores plus query, attention output and two hidden vectors, or the FFN phase.
+        scores = F32 * cells * batch * heads
+        around_scores = F32 * batch * (2 * heads * geometry.head_dim + 2 * geometry.embedding_length)
+        cpu_only = max(scores + around_scores, activations)
+    if gpu_blocks == 0 and not output_on_gpu:
+        return GraphReserve(gpu=0, cpu=cpu_only)
+
+    host_blocks = range(geometry.block_count - gpu_blocks)
+    embeddings = F32 * batch * geometry.embedding_length
+    offloads = op_offload and batch >= OP_OFFLOAD_MIN_BATCH
+    staging = max((geometry.block_largest_tensor_bytes[i] for i in host_blocks), default=0) if offloads else 0
+    if offloads or not host_blocks:
+        cpu = embeddings
+    elif op_offload:
+        # Batches too small to offload: the CPU computes its own blocks, as if it ran alone.
+        cpu = cpu_only
+    else:
+        # The CPU runs its blocks' FFN phase on the batch it embedded.
+        cpu = activations + embeddings
+
+    # With op offload the GPU receives the mask as a float32 input and casts it itself.
+    mask_input = (F32 if op_offload else F16) * cells * batch
+    ffn_phase = mask_input + activations + CUDA_SCRATCH_FFN_PHASE + staging
+    if flash_attention:
+        if kv_cache_quantized:
+            # CUDA's flash attention converts quantized K and V to f16 in its pool, whole cache range.
+            ffn_phase += 2 * F16 * geometry.head_dim * geometry.head_count_kv * cells
+        return GraphReserve(gpu=ffn_phase, cpu=cpu)
+    # float32 scores, and their f16 copy for the V x KQ product on CUDA.
+    attention_phase = mask_input + (F32 + F16) * cells * batch * heads + CUDA_SCRATCH_ATTENTION_PHASE
+    return GraphReserve(gpu=max(attention_phase, ffn_phase), cpu=cpu)
