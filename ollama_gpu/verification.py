@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from ollama_gpu.planner.units import format_ollama
+
 if TYPE_CHECKING:
     from ollama_gpu.settings import Settings
 
@@ -127,8 +129,11 @@ def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cach
                             predicted_layers == report.layers_offloaded))
 
     for check in checks:
-        if not check.ok:
-            warnings.append(f"{check.figure}: planned {check.predicted}, server reports {check.actual}")
+        # Graph reserves depend on the GPU's kernels and the engine build (see planner/graph.py):
+        # shown for comparison, never a reason to fail a deploy.
+        if not check.ok and not check.figure.startswith("memory.graph"):
+            warnings.append(f"{check.figure}: planned {_shown(check.figure, check.predicted)}, "
+                            f"server reports {_shown(check.figure, check.actual)}")
     kv = report.memory.get("kv_cache", {})
     kv_planned = sum(int(v) for v in plan["memory"]["kv_cache"].values())
     if kv and kv_planned and sum(kv.values()) > kv_planned * (1 + tolerance) and kv_cache_type != "f16":
@@ -151,9 +156,15 @@ def verify_deployment(settings: "Settings", plan: Optional[dict[str, Any]], repo
     )
 
 
+def _shown(figure: str, value: Any) -> str:
+    return format_ollama(int(value)) if figure.startswith("memory.") and value is not None else str(value)
+
+
 def format_table(verification: Verification) -> str:
-    lines = [f"{'figure':<22} {'planned':>16} {'actual':>16}  ok"]
+    lines = [f"{'figure':<22} {'planned':>12} {'actual':>12}  ok"]
     for check in verification.checks:
-        lines.append(f"{check.figure:<22} {check.predicted!s:>16} {check.actual!s:>16}  {'yes' if check.ok else 'NO'}")
+        verdict = "yes" if check.ok else ("differs (estimate)" if check.figure.startswith("memory.graph") else "NO")
+        lines.append(f"{check.figure:<22} {_shown(check.figure, check.predicted):>12} "
+                     f"{_shown(check.figure, check.actual):>12}  {verdict}")
     lines += [f"! {warning}" for warning in verification.warnings]
     return "\n".join(lines)

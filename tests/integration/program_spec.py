@@ -10,7 +10,7 @@ import json
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ollama_gpu.offline import ProgramRun, RecordedResource, run_program
@@ -73,6 +73,7 @@ class LocalDeployment:
 
     run: ProgramRun
     image: str
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def container(self) -> RecordedResource:
@@ -82,11 +83,18 @@ class LocalDeployment:
     def name(self) -> str:
         return self.container.inputs["name"]
 
-    def create(self) -> None:
+    def create(self, tampered_env: dict[str, str] | None = None) -> None:
+        """Creates the volume (if absent) and the container; `tampered_env` overrides env entries
+        to simulate a host where a setting did not take effect."""
         volume = self.run.of_type(VOLUME)[0].inputs
         labels = [f"--label={item['label']}={item['value']}" for item in volume.get("labels", [])]
         subprocess.run(["docker", "volume", "create", *labels, volume["name"]], check=True, capture_output=True)
-        subprocess.run(["docker", "create", *docker_create_args(self.container, self.image)], check=True, capture_output=True)
+        container = self.container
+        if tampered_env:
+            kept = [e for e in container.inputs["envs"] if e.split("=", 1)[0] not in tampered_env]
+            envs = kept + [f"{key}={value}" for key, value in tampered_env.items()]
+            container = replace(container, inputs={**container.inputs, "envs": envs})
+        subprocess.run(["docker", "create", *docker_create_args(container, self.image)], check=True, capture_output=True)
         subprocess.run(["docker", "start", self.name], check=True, capture_output=True)
         self.wait_healthy(_int(self.container.inputs["waitTimeout"]))
 

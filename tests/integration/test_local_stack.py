@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from ollama_gpu import knobs
+from ollama_gpu.config_loader import load_settings
+from ollama_gpu.verification import format_table, verify_deployment
 from ollama_gpu.pins import OLLAMA_VERSION
 from tests.integration import harness
 from tests.integration.program_spec import LocalDeployment, render
@@ -45,7 +47,7 @@ PARAMETERS = {
 RECOVERY_LIMIT_SECONDS = 90
 
 
-def local_config(port: int, **model_overrides: Any) -> dict[str, Any]:
+def local_config(port: int, gguf: Path, **model_overrides: Any) -> dict[str, Any]:
     return {
         "profile": "none",
         "server": {
@@ -54,7 +56,7 @@ def local_config(port: int, **model_overrides: Any) -> dict[str, Any]:
             "modelsVolume": "ollama-gpu-test-models",
             "startupTimeoutSeconds": 120,
         },
-        "model": {"base": BASE, "alias": ALIAS, "parameters": {**PARAMETERS, **model_overrides}},
+        "model": {"base": BASE, "alias": ALIAS, "ggufPath": str(gguf), "parameters": {**PARAMETERS, **model_overrides}},
     }
 
 
@@ -94,7 +96,8 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def deployment(ollama_standin_image: str, tiny_gguf: Path):
     port = harness.free_port()
-    deployed = LocalDeployment(render("local", local_config(port)), ollama_standin_image)
+    config = local_config(port, tiny_gguf)
+    deployed = LocalDeployment(render("local", config), ollama_standin_image, config)
     deployed.remove_container()
     subprocess.run(["docker", "volume", "rm", "--force", "ollama-gpu-test-models"], capture_output=True, check=False)
     deployed.create()
@@ -189,7 +192,8 @@ def test_warm_loads_the_alias_and_keeps_it_loaded(deployment: LocalDeployment):
 
 def test_changed_parameter_updates_the_alias_and_delete_keeps_the_base(deployment: LocalDeployment):
     port = int(deployment.container.inputs["ports"][0]["external"])
-    changed = LocalDeployment(render("local", local_config(port, numPredict=128, temperature=0.2)), deployment.image)
+    config = local_config(port, Path(deployment.config["model"]["ggufPath"]), numPredict=128, temperature=0.2)
+    changed = LocalDeployment(render("local", config), deployment.image)
     assert changed.run.by_name("model-alias").inputs["create"] != deployment.run.by_name("model-alias").inputs["create"]
     assert changed.container.inputs == deployment.container.inputs, "a parameter change must not touch the container"
 
@@ -206,6 +210,41 @@ def test_changed_parameter_updates_the_alias_and_delete_keeps_the_base(deploymen
     again = changed.run_command("model-alias", key="delete")
     assert "already gone" in again.stdout, "deleting twice is harmless"
     assert changed.run_command("model-alias").returncode == 0, "put the alias back for the tests below"
+
+
+def _verify(deployed: LocalDeployment):
+    """Runs the program's verify command and judges its report the way the program does."""
+    report = deployed.run_command("verify")
+    assert report.returncode == 0, report.stderr
+    settings = load_settings("local", deployed.config)
+    return verify_deployment(settings, deployed.run.outputs["plan"], report.stdout), report.stdout
+
+
+def test_verification_finds_the_server_as_planned(deployment: LocalDeployment, record_property):
+    verification, _ = _verify(deployment)
+    print(format_table(verification))
+    record_property("verification", json.dumps(verification.to_dict()))
+    assert verification is not None and verification.ok, format_table(verification)
+    figures = {check.figure for check in verification.checks}
+    assert {"context_length", "memory.weights.cpu", "memory.kv_cache.cpu", "layers.offloaded"} <= figures
+
+
+def test_verification_flags_a_kv_cache_type_the_server_dropped(deployment: LocalDeployment):
+    """The field-notes A10 story on a real server: q8_0 requested, flash attention not in effect."""
+    deployment.remove_container()
+    deployment.create(tampered_env={"OLLAMA_FLASH_ATTENTION": "0"})
+    try:
+        assert deployment.run_command("model-warm").returncode == 0
+        verification, _ = _verify(deployment)
+        print(format_table(verification))
+        assert verification is not None and not verification.ok
+        text = "\n".join(verification.warnings)
+        assert "quantized kv cache requested but flash attention disabled" in text
+        assert "memory.kv_cache.cpu" in text
+    finally:
+        deployment.remove_container()
+        deployment.create()
+        assert deployment.run_command("model-warm").returncode == 0
 
 
 def _serve_pid(deployed: LocalDeployment) -> int:
