@@ -1,5 +1,6 @@
 """Step 5, beyond the recipe: after the alias is loaded, compare what the server did with the plan."""
 
+import json
 from typing import Any, Optional
 
 import pulumi
@@ -21,7 +22,11 @@ class PlanVerification(pulumi.ComponentResource):
         super().__init__("ollama-gpu:index:PlanVerification", name, None, opts)
         report = target.command(
             "verify", "host/verify.sh",
-            {"API_URL": api_url_on_host(settings), "CONTAINER_NAME": settings.server.container_name},
+            {
+                "API_URL": api_url_on_host(settings),
+                "CONTAINER_NAME": settings.server.container_name,
+                "SHOW_REQUEST": json.dumps({"model": settings.model.base}),
+            },
             # `docker logs` needs root (or the docker group) on the host.
             privileged=True,
             triggers=triggers,

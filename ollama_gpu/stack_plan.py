@@ -14,7 +14,7 @@ from ollama_gpu.settings import Settings
 GB = 1e9
 
 
-def _geometry(settings: Settings) -> Optional[ModelGeometry]:
+def model_geometry(settings: Settings) -> Optional[ModelGeometry]:
     model = settings.model
     if model.gguf_path:
         try:
@@ -29,7 +29,7 @@ def _geometry(settings: Settings) -> Optional[ModelGeometry]:
 
 def build_stack_plan(settings: Settings) -> Optional[Plan]:
     """None when the planner knows nothing of the model (not in its catalog, no ggufPath)."""
-    geometry = _geometry(settings)
+    geometry = model_geometry(settings)
     if geometry is None:
         return None
     hardware, env, parameters = settings.hardware, settings.server.env, settings.model.parameters

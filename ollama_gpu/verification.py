@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from ollama_gpu.planner.gguf_geometry import compare_with_model_info
 from ollama_gpu.planner.units import format_ollama
+from ollama_gpu.stack_plan import model_geometry
 
 if TYPE_CHECKING:
     from ollama_gpu.settings import Settings
@@ -28,7 +30,7 @@ _SETTING_DROPPED = re.compile(
     r'flash attention enabled but not supported by (gpu|model))"'
 )
 _KINDS = {"model weights": "weights", "kv cache": "kv_cache", "compute graph": "graph"}
-PS_MARK, LOG_MARK = "### api/ps", "### placement log"
+PS_MARK, SHOW_MARK, LOG_MARK = "### api/ps", "### api/show", "### placement log"
 
 
 @dataclass
@@ -41,15 +43,19 @@ class ServerReport:
     layers_total: Optional[int] = None
     dropped_settings: list[str] = field(default_factory=list)
     loaded: Optional[dict[str, Any]] = None  # the model's /api/ps entry
+    model_info: dict[str, Any] = field(default_factory=dict)  # the base model's GGUF metadata
 
 
 def parse_report(text: str, model: str) -> ServerReport:
     report = ServerReport()
-    ps_text, _, log_text = text.partition(LOG_MARK)
-    ps_json = ps_text.split(PS_MARK, 1)[-1].strip()
+    head, _, log_text = text.partition(LOG_MARK)
+    head, _, show_json = head.partition(SHOW_MARK)
+    ps_json = head.split(PS_MARK, 1)[-1].strip()
     if ps_json:
         models = json.loads(ps_json).get("models", [])
         report.loaded = next((m for m in models if m.get("name") in (model, f"{model}:latest")), None)
+    if show_json.strip():
+        report.model_info = json.loads(show_json).get("model_info") or {}
     for line in log_text.splitlines():
         # Each load prints a full summary; the last one is the layout that stuck.
         if match := _MEMORY_LINE.search(line):
@@ -149,11 +155,19 @@ def verify_deployment(settings: "Settings", plan: Optional[dict[str, Any]], repo
     or when there is no plan to compare with."""
     if PS_MARK not in (report_text or "") or plan is None:
         return None
-    return compare(
-        plan, parse_report(report_text, settings.model.alias),
+    report = parse_report(report_text, settings.model.alias)
+    verification = compare(
+        plan, report,
         num_ctx=settings.model.parameters.num_ctx, kv_cache_type=settings.server.env.kv_cache_type,
         tolerance=settings.verification.tolerance,
     )
+    geometry = model_geometry(settings)
+    if geometry is not None and report.model_info:
+        verification.warnings += [
+            f"the pulled {settings.model.base} differs from the geometry the plan used: {mismatch}"
+            for mismatch in compare_with_model_info(geometry, report.model_info)
+        ]
+    return verification
 
 
 def _shown(figure: str, value: Any) -> str:

@@ -98,3 +98,22 @@ def test_an_alias_missing_from_api_ps_is_a_warning():
     verification = compare(plan((0, 0), (0, 0), (0, 0), 0, 0), parse_report(report({"models": []}, ""), "x"),
                            num_ctx=4096, kv_cache_type="f16", tolerance=0.15)
     assert any("not loaded" in w for w in verification.warnings)
+
+
+def test_a_pulled_model_unlike_the_catalog_is_reported():
+    from ollama_gpu.config_loader import load_settings
+    from ollama_gpu.stack_plan import plan_for
+    from ollama_gpu.verification import SHOW_MARK, verify_deployment
+
+    settings = load_settings("v100", {"profile": "v100"})
+    model_info = {
+        "general.architecture": "qwen3moe", "qwen3moe.block_count": 47, "qwen3moe.embedding_length": 2048,
+        "qwen3moe.attention.head_count": 32, "qwen3moe.attention.head_count_kv": 4,
+        "qwen3moe.attention.key_length": 128, "qwen3moe.context_length": 262144,
+        "qwen3moe.expert_count": 128, "qwen3moe.expert_used_count": 8, "qwen3moe.expert_feed_forward_length": 768,
+    }  # fmt: skip
+    ps = {"models": [{"name": settings.model.alias, "context_length": 32768}]}
+    text = f"{PS_MARK}\n{json.dumps(ps)}\n{SHOW_MARK}\n{json.dumps({'model_info': model_info})}\n{LOG_MARK}\n"
+    verification = verify_deployment(settings, plan_for(settings), text)
+    assert any("block_count: planned 48, Ollama reports 47" in w for w in verification.warnings)
+    assert not any("embedding_length" in w for w in verification.warnings)
