@@ -27,7 +27,7 @@ def _is_shell_script(path: Path) -> bool:
     return first_line.startswith(b"#!") and first_line.rstrip().split(b"/")[-1].split()[-1] in (b"sh", b"bash")
 
 
-SHELL_SCRIPTS = sorted(p for p in SCRIPTS.rglob("*") if p.is_file() and _is_shell_script(p))
+SHELL_SCRIPTS = sorted([REPO / ".ci" / "run", *(p for p in SCRIPTS.rglob("*") if p.is_file() and _is_shell_script(p))])
 # Scripts the program renders into commands and health checks (scripts/dev is for test machines).
 RENDERED_SCRIPTS = sorted(p.relative_to(SCRIPTS).as_posix() for d in ("host", "container") for p in (SCRIPTS / d).glob("*.sh"))
 
