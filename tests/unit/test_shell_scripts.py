@@ -41,7 +41,7 @@ def _required_tool(name: str) -> str:
     return path
 
 
-@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.relative_to(SCRIPTS).as_posix())
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_script_passes_shellcheck(script):
     # -x: check sourced helpers (scripts/dev/harness-common.sh) with the scripts that use them.
     result = subprocess.run([_required_tool("shellcheck"), "-x", str(script)], capture_output=True, text=True, cwd=REPO)
