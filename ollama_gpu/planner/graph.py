@@ -127,8 +127,9 @@ def graph_reserve(
         # Batches too small to offload: the CPU computes its own blocks, as if it ran alone.
         cpu = cpu_only
     else:
-        # The CPU runs its blocks' FFN phase on the batch it embedded.
-        cpu = activations + embeddings
+        # The CPU runs its own blocks on the batch it embedded: their FFN phase, or without flash
+        # attention the larger float32 attention scores.
+        cpu = (activations if flash_attention else cpu_only) + embeddings
 
     # With op offload the GPU receives the mask as a float32 input and casts it itself.
     mask_input = (F32 if op_offload else F16) * cells * batch

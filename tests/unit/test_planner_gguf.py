@@ -1,0 +1,162 @@
+"""GGUF and /api/show paths, on tiny models written at test time with the gguf package."""
+
+import gguf
+import numpy as np
+import pytest
+
+from ollama_gpu.planner.catalog import CATALOG
+from ollama_gpu.planner.gguf_geometry import compare_with_model_info, geometry_from_gguf, geometry_from_model_info
+from ollama_gpu.planner.placement import place
+
+F32_TENSOR = np.float32
+
+
+def write_gguf(path, arch, metadata, tensors):
+    """tensors: (name, ggml type name, ggml shape); values are zeros of the right byte size."""
+    writer = gguf.GGUFWriter(str(path), arch)
+    for key, value in metadata.items():
+        writer.add_uint32(f"{arch}.{key}", value)
+    for name, ggml_type, shape in tensors:
+        numpy_shape = tuple(reversed(shape))
+        if ggml_type == "F32":
+            writer.add_tensor(name, np.zeros(numpy_shape, dtype=F32_TENSOR))
+        else:
+            quant = gguf.GGMLQuantizationType[ggml_type]
+            values_per_block, bytes_per_block = gguf.GGML_QUANT_SIZES[quant]
+            byte_shape = (*numpy_shape[:-1], numpy_shape[-1] // values_per_block * bytes_per_block)
+            writer.add_tensor(name, np.zeros(byte_shape, dtype=np.uint8), raw_dtype=quant)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+LLAMA_META = {"block_count": 3, "context_length": 256, "embedding_length": 64, "feed_forward_length": 128,
+              "attention.head_count": 4, "attention.head_count_kv": 2}
+MOE_META = {"block_count": 2, "context_length": 512, "embedding_length": 64, "attention.head_count": 4,
+            "attention.head_count_kv": 2, "attention.key_length": 16, "expert_count": 8,
+            "expert_used_count": 2, "expert_feed_forward_length": 32}
+
+
+@pytest.fixture
+def tiny_llama(tmp_path):
+    """3 llama blocks, F32, no output tensor (tied to token_embd), rope_freqs shared by every block."""
+    tensors = [("token_embd.weight", "F32", (64, 100)), ("rope_freqs.weight", "F32", (8,))]
+    for b in range(3):
+        tensors += [
+            (f"blk.{b}.attn_norm.weight", "F32", (64,)), (f"blk.{b}.attn_q.weight", "F32", (64, 64)),
+            (f"blk.{b}.attn_k.weight", "F32", (64, 32)), (f"blk.{b}.attn_v.weight", "F32", (64, 32)),
+            (f"blk.{b}.attn_output.weight", "F32", (64, 64)), (f"blk.{b}.ffn_norm.weight", "F32", (64,)),
+            (f"blk.{b}.ffn_gate.weight", "F32", (64, 128)), (f"blk.{b}.ffn_up.weight", "F32", (64, 128)),
+            (f"blk.{b}.ffn_down.weight", "F32", (128, 64)),
+        ]
+    tensors.append(("output_norm.weight", "F32", (64,)))
+    return write_gguf(tmp_path / "llama.gguf", "llama", LLAMA_META, tensors)
+
+
+def moe_tensors():
+    tensors = [("token_embd.weight", "Q8_0", (64, 100))]
+    for b in range(2):
+        tensors += [
+            (f"blk.{b}.attn_norm.weight", "F32", (64,)), (f"blk.{b}.attn_q.weight", "F32", (64, 64)),
+            (f"blk.{b}.attn_k.weight", "F32", (64, 32)), (f"blk.{b}.attn_v.weight", "F32", (64, 32)),
+            (f"blk.{b}.attn_output.weight", "F32", (64, 64)), (f"blk.{b}.attn_q_norm.weight", "F32", (16,)),
+            (f"blk.{b}.attn_k_norm.weight", "F32", (16,)), (f"blk.{b}.ffn_norm.weight", "F32", (64,)),
+            (f"blk.{b}.ffn_gate_inp.weight", "F32", (64, 8)),
+            (f"blk.{b}.ffn_gate_exps.weight", "Q8_0", (64, 32, 8)),
+            (f"blk.{b}.ffn_up_exps.weight", "Q8_0", (64, 32, 8)),
+            (f"blk.{b}.ffn_down_exps.weight", "Q8_0", (32, 64, 8)),
+        ]
+    return tensors + [("output_norm.weight", "F32", (64,)), ("output.weight", "Q8_0", (64, 100))]
+
+
+@pytest.fixture
+def tiny_moe(tmp_path):
+    return write_gguf(tmp_path / "moe.gguf", "qwen3moe", MOE_META, moe_tensors())
+
+
+def test_llama_geometry(tiny_llama):
+    g = geometry_from_gguf(tiny_llama)
+    assert (g.architecture, g.block_count, g.head_count_kv, g.vocab_size, g.context_length) == ("llama", 3, 2, 100, 256)
+    assert g.head_dim == 16  # no key_length: embedding 64 / 4 heads
+    # norms 2 x 256 + q/o 2 x 16,384 + k/v 2 x 8,192 + FFN 3 x 32,768 + rope_freqs copy 32.
+    assert g.block_weight_bytes == (148_000,) * 3
+    assert g.block_active_bytes == g.block_weight_bytes
+    assert g.token_embd_bytes == 25_600
+    assert g.output_bytes == 256 + 25_600  # output_norm plus the tied copy of token_embd
+    assert g.file_size == tiny_llama.stat().st_size
+
+
+def test_moe_geometry_counts_routed_experts_only(tiny_moe):
+    g = geometry_from_gguf(tiny_moe, name="tiny-moe")
+    assert (g.name, g.is_moe, g.expert_used_count, g.expert_ff_length) == ("tiny-moe", True, 2, 32)
+    # Dense part 51,840 (attention 49,152, norms 640, router 2,048); experts 3 x 17,408 in Q8_0
+    # (68 or 34 B per row x 256 or 512 rows).
+    assert g.block_weight_bytes == (104_064,) * 2
+    assert g.block_active_bytes == (51_840 + 52_224 * 2 // 8,) * 2
+    assert g.block_largest_tensor_bytes == (17_408,) * 2
+    assert (g.token_embd_bytes, g.output_bytes) == (6_800, 6_800 + 256)
+
+
+def test_llama_placement_packs_the_last_blocks(tiny_llama):
+    # B = min(512, 256) = 256 tokens, 256 cells. Block cost 148,000 + KV 2x16x2x256x2 = 180,768.
+    # Full-GPU graph: mask 4x256x256 = 262,144 + activations 4x256x(3x128 + 4x64) = 655,360
+    # + 78 MiB = 82,706,432; with host blocks + largest host tensor 32,768 = 82,739,200.
+    # free = 457 MiB + 82,739,200 + 2 x 180,768 + 100: first pass space 394,404 -> output + 2
+    # blocks, not all, so blocks only: 2; second pass space 361,636 -> 2 again.
+    g = geometry_from_gguf(tiny_llama)
+    free = 479_199_232 + 82_739_200 + 2 * 180_768 + 100
+    p = place(g, gpu_free_vram=free, gpu_overhead=0, num_ctx=256, kv_cache_type="f16", flash_attention=True, num_parallel=1)
+    assert (p.gpu_blocks, p.block_count, p.output_on_gpu, p.offloaded_layers) == (2, 3, False, 2)
+    assert p.weights_gpu == 2 * 148_000
+    assert p.weights_cpu == 148_000 + 25_600 + 25_856
+    assert any("llama.cpp runner" in w for w in p.warnings)
+
+
+def test_moe_fits_whole_on_a_big_gpu(tiny_moe):
+    g = geometry_from_gguf(tiny_moe)
+    p = place(g, gpu_free_vram=2**30, gpu_overhead=0, num_ctx=512, kv_cache_type="f16", flash_attention=True, num_parallel=1)
+    assert (p.gpu_blocks, p.output_on_gpu, p.offloaded_layers) == (2, True, 3)
+    assert (p.weights_cpu, p.kv_cpu) == (6_800, 0)
+    assert p.warnings == ()
+
+
+def test_quantized_kv_needs_whole_blocks_per_head(tiny_moe):
+    # ggml cannot store a 16-value head in 32-value q8_0 blocks.
+    with pytest.raises(ValueError, match="head_dim 16"):
+        place(geometry_from_gguf(tiny_moe), gpu_free_vram=None, gpu_overhead=0, num_ctx=512,
+              kv_cache_type="q8_0", flash_attention=True, num_parallel=1)
+
+
+def model_info_for(arch, metadata):
+    return {"general.architecture": arch, **{f"{arch}.{key}": value for key, value in metadata.items()}}
+
+
+def test_model_info_path_matches_the_file(tiny_moe):
+    from_file = geometry_from_gguf(tiny_moe, name="m")
+    shown = [{"name": n, "type": t, "shape": list(s)} for n, t, s in moe_tensors()]
+    from_show = geometry_from_model_info(model_info_for("qwen3moe", MOE_META), shown, name="m")
+    assert from_show.block_weight_bytes == from_file.block_weight_bytes
+    assert from_show.output_bytes == from_file.output_bytes
+    assert compare_with_model_info(from_file, model_info_for("qwen3moe", MOE_META), shown) == []
+
+
+def test_compare_reports_what_differs():
+    entry = CATALOG["qwen3:30b-a3b-thinking-2507-q8_0"]
+    shape = entry.shape
+    info = model_info_for("qwen3moe", {
+        "block_count": 48, "context_length": shape.context_length, "embedding_length": 2048,
+        "attention.head_count": 32, "attention.head_count_kv": 4, "attention.key_length": 128,
+        "expert_count": 128, "expert_used_count": 8, "expert_feed_forward_length": 768,
+    })
+    shown = [{"name": t.name, "type": t.ggml_type, "shape": list(t.shape)} for t in entry.tensors()]
+    assert compare_with_model_info(entry.geometry(), info) == []
+    assert compare_with_model_info(entry.geometry(), info, shown) == []
+    info["qwen3moe.expert_used_count"] = 4
+    shown[-1] = {**shown[-1], "type": "Q6_K"}  # output.weight
+    assert compare_with_model_info(entry.geometry(), info, shown) == [
+        "expert_used_count: planned 8, Ollama reports 4",
+        "output_bytes: planned 330620928 bytes, Ollama reports 255260672",
+    ]
+    assert compare_with_model_info(entry.geometry(), {}) == ["metadata has no general.architecture"]
