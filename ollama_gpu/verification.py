@@ -144,8 +144,8 @@ def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cach
     kv_planned = sum(int(v) for v in plan["memory"]["kv_cache"].values())
     if kv and kv_planned and sum(kv.values()) > kv_planned * (1 + tolerance) and kv_cache_type != "f16":
         warnings.append(
-            f"the KV cache is {sum(kv.values())} bytes, larger than planned for {kv_cache_type} "
-            f"({kv_planned}): the quantized KV cache type is not in effect"
+            f"the KV cache is {format_ollama(sum(kv.values()))}, larger than planned for {kv_cache_type} "
+            f"({format_ollama(kv_planned)}): the quantized KV cache type is not in effect"
         )
     return Verification(checks=checks, warnings=warnings)
 
