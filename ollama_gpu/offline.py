@@ -34,8 +34,6 @@ class RecordedResource:
     retain_on_delete: bool
     protect: bool
     custom_timeouts: dict[str, str]
-    replace_on_changes: list[str]
-    secret_outputs: list[str]
 
 
 @dataclass
@@ -43,7 +41,6 @@ class ProgramRun:
     resources: list[RecordedResource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    secret_values: list[str] = field(default_factory=list)
 
     def by_name(self, name: str) -> RecordedResource:
         matches = [r for r in self.resources if r.name == name]
@@ -95,8 +92,6 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     retain_on_delete=request.retainOnDelete,
                     protect=request.protect,
                     custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
-                    replace_on_changes=list(request.replaceOnChanges),
-                    secret_outputs=list(request.additionalSecretOutputs),
                 )
             )
         return response
@@ -139,7 +134,6 @@ def run_program(stack: str, config: dict[str, Any], secret_keys: Optional[list[s
     runtime_settings.SETTINGS.engine = _WarningLog(run)
     full = {f"{NAMESPACE}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     pulumi.runtime.set_all_config(full, [f"{NAMESPACE}:{k}" for k in secret_keys or []])
-    run.secret_values = [str(config[k]) for k in secret_keys or []]
 
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()

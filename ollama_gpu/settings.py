@@ -31,14 +31,14 @@ class _Section(BaseModel):
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
 
 
-def _go_duration(value: str, key: str, allow_negative: bool = False) -> str:
+def _go_duration(value: str, allow_negative: bool = False) -> str:
     """Ollama parses these with Go's time.ParseDuration; anything else is silently ignored."""
     text = str(value).strip()
     if allow_negative and text in ("-1", "-1s", "-1m", "-1h"):
         return text
     if not _DURATION.match(text):
         raise SettingProblem(
-            key, value, "is not a Go duration", "write it like '5m', '90s' or '1h30m'"
+            "", value, "is not a Go duration", "write it like '5m', '90s' or '1h30m'"
         )
     return text
 
@@ -123,12 +123,12 @@ class ServerEnv(_Section):
     @field_validator("keep_alive")
     @classmethod
     def _keep_alive(cls, value: str) -> str:
-        return _go_duration(value, "", allow_negative=True)
+        return _go_duration(value, allow_negative=True)
 
     @field_validator("load_timeout")
     @classmethod
     def _load_timeout(cls, value: str) -> str:
-        return _go_duration(value, "")
+        return _go_duration(value)
 
     @field_validator("origins")
     @classmethod
@@ -273,7 +273,7 @@ class ModelSettings(_Section):
     @field_validator("pull_timeout")
     @classmethod
     def _pull_timeout(cls, value: str) -> str:
-        return _go_duration(value, "")
+        return _go_duration(value)
 
     @model_validator(mode="after")
     def _alias_differs_from_base(self) -> "ModelSettings":

@@ -308,3 +308,10 @@ def test_model_commands_talk_to_the_api_on_the_host(stack, stack_run):
     delete = script_parameters(run.by_name("model-alias").inputs["delete"])
     # Destroying the alias must never remove the base model's blobs.
     assert json.loads(delete["DELETE_REQUEST"]) == {"model": settings.model.alias}
+
+
+def test_pull_and_warm_get_timeouts_long_enough_for_a_32_gb_model(stack_run):
+    run = stack_run("a10")
+    # model.pullTimeout (2h) bounds the pull; the warm-up waits for OLLAMA_LOAD_TIMEOUT (15m) + 60 s.
+    assert run.by_name("model-pull").custom_timeouts == {"create": "2h", "update": "2h"}
+    assert run.by_name("model-warm").custom_timeouts == {"create": "960s", "update": "960s"}
