@@ -42,8 +42,8 @@ REMOVED_ENV_VARS = {
     "model.parameters.useMmap: false to load the weights whole",
     "OLLAMA_MAX_VRAM": "it was removed in Ollama 0.7; reserve VRAM with server.env.gpuOverhead",
     "OLLAMA_INTEL_GPU": "it was removed in Ollama 0.12.11; remove it",
-    "OLLAMA_RUNNERS_DIR": "runners are built into the binary since Ollama 0.5; remove it",
-    "OLLAMA_TMPDIR": "runners no longer unpack to a temp dir; remove it",
+    "OLLAMA_RUNNERS_DIR": "the pinned Ollama does not read it (its runners ship inside the binary); remove it",
+    "OLLAMA_TMPDIR": "the pinned Ollama does not read it; remove it",
 }
 
 # Env vars the program derives from typed settings: setting them through server.extraEnv as
