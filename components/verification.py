@@ -32,18 +32,21 @@ class PlanVerification(pulumi.ComponentResource):
             triggers=triggers,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.result = report.stdout.apply(lambda text: self._judge(settings, plan, text))
+        self.result = report.stdout.apply(lambda text: judge(settings, plan, text, resource=self))
         self.register_outputs({"result": self.result})
 
-    def _judge(self, settings: Settings, plan: Optional[dict[str, Any]], text: str) -> dict[str, Any]:
-        verification = verify_deployment(settings, plan, text)
-        if verification is None:
-            return {"status": "no plan for this model" if plan is None else "not run yet"}
-        for warning in verification.warnings:
-            pulumi.log.warn(f"plan vs server: {warning}", resource=self)
-        if not verification.ok and settings.verification.fail_on_mismatch:
-            raise pulumi.RunError(
-                f"stack '{settings.stack}': the server differs from the plan "
-                f"(ollama-gpu:verification.failOnMismatch is true):\n{format_table(verification)}"
-            )
-        return verification.to_dict()
+
+def judge(settings: Settings, plan: Optional[dict[str, Any]], text: str,
+          resource: Optional[pulumi.Resource] = None) -> dict[str, Any]:
+    """The `verification` output: warnings go to `pulumi up`'s log; with failOnMismatch they fail it."""
+    verification = verify_deployment(settings, plan, text)
+    if verification is None:
+        return {"status": "no plan for this model" if plan is None else "not run yet"}
+    for warning in verification.warnings:
+        pulumi.log.warn(f"plan vs server: {warning}", resource=resource)
+    if not verification.ok and settings.verification.fail_on_mismatch:
+        raise pulumi.RunError(
+            f"stack '{settings.stack}': the server differs from the plan "
+            f"(ollama-gpu:verification.failOnMismatch is true):\n{format_table(verification)}"
+        )
+    return verification.to_dict()

@@ -117,3 +117,21 @@ def test_a_pulled_model_unlike_the_catalog_is_reported():
     verification = verify_deployment(settings, plan_for(settings), text)
     assert any("block_count: planned 48, Ollama reports 47" in w for w in verification.warnings)
     assert not any("embedding_length" in w for w in verification.warnings)
+
+
+def test_fail_on_mismatch_turns_the_warnings_into_a_failed_deploy():
+    import pulumi
+    import pytest
+
+    from components.verification import judge
+    from ollama_gpu.config_loader import load_settings
+    from ollama_gpu.stack_plan import plan_for
+
+    text = report(A10_PS, A10_LOG_F16_KV)
+    lenient = load_settings("v100", {"profile": "v100", "model": {"alias": "qwen3-30b-a3b-2507-q8:ctx32k"}})
+    result = judge(lenient, plan_for(lenient), text)
+    assert result["ok"] is False and result["warnings"]
+
+    strict = load_settings("v100", {"profile": "v100", "verification": {"failOnMismatch": True}})
+    with pytest.raises(pulumi.RunError, match="ollama-gpu:verification.failOnMismatch"):
+        judge(strict, plan_for(strict), text)
