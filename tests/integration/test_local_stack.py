@@ -212,8 +212,16 @@ def test_changed_parameter_updates_the_alias_and_delete_keeps_the_base(deploymen
     assert changed.run_command("model-alias").returncode == 0, "put the alias back for the tests below"
 
 
+def _deploy_model(deployed: LocalDeployment) -> None:
+    """The program's model steps in order, so a test does not rely on earlier tests' state."""
+    for step in ("model-pull", "model-alias", "model-warm"):
+        result = deployed.run_command(step)
+        assert result.returncode == 0, f"{step}: {result.stderr}"
+
+
 def _verify(deployed: LocalDeployment):
     """Runs the program's verify command and judges its report the way the program does."""
+    _deploy_model(deployed)
     report = deployed.run_command("verify")
     assert report.returncode == 0, report.stderr
     settings = load_settings("local", deployed.config)
@@ -234,7 +242,6 @@ def test_verification_flags_a_kv_cache_type_the_server_dropped(deployment: Local
     deployment.remove_container()
     deployment.create(tampered_env={"OLLAMA_FLASH_ATTENTION": "0"})
     try:
-        assert deployment.run_command("model-warm").returncode == 0
         verification, _ = _verify(deployment)
         print(format_table(verification))
         assert verification is not None and not verification.ok
@@ -244,7 +251,7 @@ def test_verification_flags_a_kv_cache_type_the_server_dropped(deployment: Local
     finally:
         deployment.remove_container()
         deployment.create()
-        assert deployment.run_command("model-warm").returncode == 0
+        _deploy_model(deployment)
 
 
 def _serve_pid(deployed: LocalDeployment) -> int:
