@@ -6,7 +6,7 @@ from components.gpu_host import GpuHostPrep
 from components.host_command import CommandTarget
 from components.model_alias import ModelAlias, create_request
 from components.ollama_server import OllamaServer
-from components.stack_settings import load_settings_or_fail, plan_or_fail
+from components.validation import load_settings_or_fail, plan_or_fail
 from components.verification import PlanVerification
 from ollama_gpu.endpoints import client_endpoint, tunnel_command
 from ollama_gpu.planner.plan import format_plan_table

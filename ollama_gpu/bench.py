@@ -36,6 +36,7 @@ from ollama_gpu import generation_stats
 from ollama_gpu.errors import UserError
 from ollama_gpu.generation_stats import Spread, format_number, format_spread
 from ollama_gpu.settings import Settings
+from ollama_gpu.stack_plan import build_stack_plan
 from ollama_gpu.smoke import (
     Target,
     add_target_arguments,
@@ -174,30 +175,19 @@ def ttft_verdict(ttft: Optional[Spread], client_timeout_s: float) -> Optional[st
     return "fits" if ttft.maximum <= client_timeout_s else "exceeds"
 
 
-def planned_bounds(settings: Settings) -> Optional[dict[str, Optional[float]]]:
-    """The planner's figures for the stack, or None where no planner is installed. The only place
-    that knows the plan's layout (its to_dict)."""
+def planned_bounds(settings: Settings) -> Optional[dict[str, float]]:
+    """The planner's figures for the stack; None when it has no plan (model not in its catalog)."""
     try:
-        from ollama_gpu.stack_plan import plan_for
-    except ImportError:
-        return None
-    try:
-        plan = plan_for(settings)
+        plan = build_stack_plan(settings)
     except UserError:
         return None
+    if plan is None:
+        return None
     return {
-        "decode_tokens_per_s": _dig(plan, "speed", "decode_tokens_per_s_bound"),
-        "prefill_tokens_per_s": _dig(plan, "assumptions", "prefill_tokens_per_s"),
-        "max_prompt_tokens": _dig(plan, "context", "max_prompt_tokens"),
+        "decode_tokens_per_s": plan.decode.tokens_per_s,
+        "prefill_tokens_per_s": plan.inputs.prefill_tokens_per_s,
+        "max_prompt_tokens": plan.context.max_prompt_tokens,
     }
-
-
-def _dig(document: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(document, dict):
-            return None
-        document = document.get(key)
-    return document
 
 
 class ProgressBar:

@@ -18,6 +18,18 @@ from ollama_gpu.settings import Profile, Settings, SettingProblem
 
 NAMESPACE = "ollama-gpu"
 SECRET_PLACEHOLDER = "[secret]"
+# Offline tools (make plan, smoke, bench) never open SSH; they name the agent a deploy would use
+# instead of demanding one, so they work on a machine with no keys at all.
+DEPLOY_AGENT_SOCKET = "$SSH_AUTH_SOCK"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def stack_file(stack: str) -> Path:
+    path = REPO / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO.glob("Pulumi.*.yaml"))
+        raise ConfigError(f"stack '{stack}': no {path.name}. Fix: use one of {', '.join(stacks)}")
+    return path
 
 
 def load_settings(stack: str, values: dict[str, Any], agent_socket: Optional[str] = None) -> Settings:

@@ -21,19 +21,17 @@ import secrets
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import httpx
 import ollama
 
 from ollama_gpu import generation_stats
-from ollama_gpu.config_loader import load_settings, values_from_stack_file
+from ollama_gpu.config_loader import DEPLOY_AGENT_SOCKET, load_settings, stack_file, values_from_stack_file
 from ollama_gpu.endpoints import client_endpoint, tunnel_command
 from ollama_gpu.errors import ConfigError, UserError
 from ollama_gpu.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STACK = "a10"
 SMOKE_QUESTION = "In one short sentence: why is the sky blue?"
 # Enough tokens for a decode rate, few enough that a thinking model's long answer does not matter.
@@ -64,14 +62,8 @@ class Target:
 
 
 def load_stack(stack: str) -> Settings:
-    stack_file = REPO / f"Pulumi.{stack}.yaml"
-    if not stack_file.exists():
-        stacks = sorted(path.name[len("Pulumi."):-len(".yaml")] for path in REPO.glob("Pulumi.*.yaml"))
-        raise ConfigError(f"stack '{stack}': no {stack_file.name}. Fix: use --stack with one of {', '.join(stacks)}")
-    # Only the deploy opens SSH; the identity rule must not stop a user whose agent is not running
-    # from testing through a tunnel opened elsewhere.
-    agent_socket = os.environ.get("SSH_AUTH_SOCK") or "$SSH_AUTH_SOCK"
-    return load_settings(stack, values_from_stack_file(stack_file), agent_socket=agent_socket)
+    agent_socket = os.environ.get("SSH_AUTH_SOCK") or DEPLOY_AGENT_SOCKET
+    return load_settings(stack, values_from_stack_file(stack_file(stack)), agent_socket=agent_socket)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, timeout_help: str) -> None:

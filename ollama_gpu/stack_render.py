@@ -9,17 +9,16 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
 
-from ollama_gpu.config_loader import SECRET_PLACEHOLDER, values_from_stack_file
-from ollama_gpu.offline import PROGRAM, ProgramRun, RecordedResource, SecretValue, run_program
+from ollama_gpu.config_loader import DEPLOY_AGENT_SOCKET, SECRET_PLACEHOLDER, stack_file, values_from_stack_file
+from ollama_gpu.errors import ConfigError
+from ollama_gpu.offline import ProgramRun, RecordedResource, SecretValue, run_program
 from ollama_gpu.preflight import OFFLINE_ENV
 
-REPO = PROGRAM.parent
 RULE = "─" * 78
 
 # The inputs worth reading for each resource type; the full inputs are in --json.
@@ -35,22 +34,18 @@ KEY_INPUTS = {
 
 def run_stack_file(stack: str) -> ProgramRun:
     """The program as `pulumi up -s STACK` would run it, from Pulumi.<stack>.yaml alone."""
-    values = values_from_stack_file(REPO / f"Pulumi.{stack}.yaml")
+    values = values_from_stack_file(stack_file(stack))
     secrets = [key for key, value in values.items() if value == SECRET_PLACEHOLDER]
     os.environ[OFFLINE_ENV] = "1"
-    # A deploy takes its SSH identity from the operator's agent; the render names it instead of
-    # demanding one, so it works on a machine with no keys at all.
-    os.environ.setdefault("SSH_AUTH_SOCK", "$SSH_AUTH_SOCK")
+    os.environ.setdefault("SSH_AUTH_SOCK", DEPLOY_AGENT_SOCKET)
     return run_program(stack, values, secret_keys=secrets)
 
 
 def render_stack(stack: str) -> tuple[str, int]:
-    stack_file = REPO / f"Pulumi.{stack}.yaml"
-    if not stack_file.exists():
-        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO.glob("Pulumi.*.yaml"))
-        return f"stack '{stack}': no {stack_file.name}. Fix: use one of {', '.join(stacks)}", 2
     try:
         run = run_stack_file(stack)
+    except ConfigError as error:
+        return str(error), 2
     except pulumi.RunError as error:
         return f"{RULE}\nConfig errors (nothing would be created)\n{RULE}\n{error}", 2
     return _format_run(stack, run), 0

@@ -1,4 +1,4 @@
-"""Reads the stack's config from the Pulumi engine and validates it before anything is registered."""
+"""Reads the stack config from the Pulumi engine and checks it, and the plan it implies, before anything is registered."""
 
 import os
 from typing import Optional
