@@ -34,8 +34,9 @@ def stack_file(stack: str) -> Path:
 
 def load_settings(stack: str, values: dict[str, Any], agent_socket: Optional[str] = None) -> Settings:
     """`values` holds the namespace's top-level keys (without `ollama-gpu:`), objects decoded.
-    `agent_socket` is the caller's $SSH_AUTH_SOCK: the SSH identity when the stack names none,
-    as plain `ssh` would use it, so a CI runner's agent works without per-machine paths in config."""
+    `agent_socket` is the caller's $SSH_AUTH_SOCK: the SSH identity when the stack has no key secret.
+    It is only checked for, never kept: the providers find the agent through their own environment,
+    as plain `ssh` does, so no machine-local path reaches the stack's state."""
     profile = values.get("profile")
     if profile not in get_args(Profile):
         raise ConfigError(
@@ -45,13 +46,16 @@ def load_settings(stack: str, values: dict[str, Any], agent_socket: Optional[str
     if "stack" in values:
         raise ConfigError(_message(stack, [_line("stack", values["stack"], "is not a config key (the stack name comes from `-s`)", "pulumi config rm stack")]))
     merged = deep_merge(PROFILE_DEFAULTS[profile], values)
-    host = merged.get("host")
-    if isinstance(host, dict) and agent_socket and not merged.get("sshPrivateKey") and not host.get("sshAgentSocket"):
-        merged["host"] = {**host, "sshAgentSocket": agent_socket}
     try:
-        return Settings.model_validate({**merged, "stack": stack})
+        settings = Settings.model_validate({**merged, "stack": stack})
     except ValidationError as error:
         raise ConfigError(_message(stack, [_describe(stack, e) for e in error.errors()])) from None
+    if settings.host is not None and settings.ssh_private_key is None and not agent_socket:
+        raise ConfigError(_message(stack, [_line(
+            "sshPrivateKey", None, "is missing and no ssh-agent is running (SSH_AUTH_SOCK)",
+            f"ssh-add your key, or pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519 -s {stack}",
+        )]))
+    return settings
 
 
 def values_from_engine_config(config: dict[str, Any]) -> dict[str, Any]:

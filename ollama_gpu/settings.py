@@ -63,9 +63,6 @@ class HostSettings(_Section):
         description="The VM's SSH host public key ('ssh-ed25519 AAAA...'), pinned so a "
         "man-in-the-middle cannot receive the deploy. Read it with `ssh-keyscan -t ed25519 HOST`."
     )
-    ssh_agent_socket: Optional[str] = Field(
-        None, description="Use this ssh-agent socket instead of the sshPrivateKey secret."
-    )
 
     @field_validator("host_key")
     @classmethod
@@ -269,6 +266,24 @@ class ModelSettings(_Section):
     pull_timeout: str = Field("2h", description="How long the pull of the base model may take.")
     warm: bool = Field(True, description="Load the alias once after deploy so the first request does not pay the load.")
     gguf_path: Optional[str] = Field(None, description="Local GGUF file the planner reads when the base is not in its catalog.")
+    registry: Optional[str] = Field(
+        None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+        description="Ollama model registry or mirror to pull from (default: Ollama's own), e.g. "
+        "http://10.0.0.5:5000 on an air-gapped network; http:// pulls are insecure pulls.",
+    )
+
+    @property
+    def pull_name(self) -> str:
+        """The name the server pulls and the alias is made from: the base, on the configured registry."""
+        if self.registry is None:
+            return self.base
+        host = self.registry.split("://", 1)[1].rstrip("/")
+        namespace = "" if "/" in self.base else "library/"
+        return f"{host}/{namespace}{self.base}"
+
+    @property
+    def insecure_registry(self) -> bool:
+        return self.registry is not None and self.registry.startswith("http://")
 
     @field_validator("pull_timeout")
     @classmethod
@@ -303,9 +318,22 @@ class HostPrepSettings(_Section):
         "1.17.8-1", pattern=r"^[0-9][A-Za-z0-9.+~-]*$", description="apt version of nvidia-container-toolkit; null for the newest."
     )
     cgroup_fix: bool = Field(
-        False, description="Set no-cgroups = true for VMs where GPU containers fail with bpf_prog_query(BPF_CGROUP_DEVICE)."
+        False, description="no-cgroups = true, only for VMs where GPU containers fail with "
+        "bpf_prog_query(BPF_CGROUP_DEVICE) (the GPU check says so); false restores the toolkit's default.",
     )
     gpu_check: bool = Field(True, description="Prove the setup by running a throwaway container that lists the GPU.")
+    install_docker: bool = Field(
+        True, description="Install Docker (the distribution's docker.io) when the VM has none; false: fail instead."
+    )
+    docker_registry_mirror: Optional[str] = Field(
+        None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+        description="Docker Hub mirror for the VM's engine (daemon.json registry-mirrors), e.g. for air-gapped VMs; "
+        "an http:// mirror is also marked insecure.",
+    )
+    apt_lock_timeout_seconds: int = Field(
+        600, ge=0, le=7200,
+        description="How long apt waits for a lock held by another apt (unattended-upgrades on a fresh VM).",
+    )
 
 
 class VerificationSettings(_Section):
@@ -348,10 +376,5 @@ class Settings(_Section):
                 "server.env.kvCacheType", env.kv_cache_type,
                 "is dropped to f16 by Ollama when flash attention is off",
                 "set server.env.flashAttention: true, or kvCacheType: f16",
-            )
-        if self.host is not None and self.ssh_private_key is None and self.host.ssh_agent_socket is None:
-            raise SettingProblem(
-                "sshPrivateKey", None, "is missing, host.sshAgentSocket is not set, and no ssh-agent is running (SSH_AUTH_SOCK)",
-                f"pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519 -s {self.stack}, or ssh-add your key",
             )
         return self
