@@ -18,6 +18,7 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 
+from ollama_gpu import offline
 from ollama_gpu.config_loader import values_from_stack_file
 from ollama_gpu.offline import ProgramRun, RecordedResource, run_program
 
@@ -35,8 +36,14 @@ VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 REMOTE_COMMAND = "command:remote:Command"
 LOCAL_COMMAND = "command:local:Command"
-HOST_PREP_STEPS = ["nvidia-apt-repo", "nvidia-toolkit", "docker-nvidia-runtime", "nvidia-cgroup-fix", "gpu-check"]
-MODEL_STEPS = ["model-pull", "model-alias", "model-warm"]
+# Host prep's steps in the order they run; every SSH stack gets the first, GPU stacks the rest.
+DOCKER_STEP = "host-docker-engine"
+NVIDIA_STEPS = [
+    "host-nvidia-driver", "host-nvidia-apt-repo", "host-nvidia-toolkit", "host-docker-nvidia-runtime",
+    "host-nvidia-cgroups", "host-gpu-check",
+]
+HOST_PREP_STEPS = [DOCKER_STEP, *NVIDIA_STEPS]
+MODEL_STEPS = ["model-pull", "model-alias"]
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -63,7 +70,6 @@ def remote_config(profile: str, overrides: Optional[dict[str, Any]] = None, **ho
             "address": HOST_ADDRESS,
             "user": "ubuntu",
             "hostKey": HOST_KEY,
-            "sshAgentSocket": "/run/user/1000/ssh-agent.socket",
             **host,
         },
     }
@@ -85,13 +91,30 @@ def private_key() -> str:
 
 @pytest.fixture
 def offline_env(monkeypatch, tmp_path) -> Path:
-    """No SSH preflight, the ssh files the program writes go to a per-test directory, and the
-    identity is whatever the test configures, never the agent of whoever runs the tests."""
+    """No SSH preflight, a per-test cache directory (so a test can prove nothing is written there),
+    and the identity is whatever the test configures, never the agent of whoever runs the tests."""
     cache = tmp_path / "cache"
+    _record_providers(monkeypatch)
     monkeypatch.setenv("OLLAMA_GPU_OFFLINE", "1")
     monkeypatch.setenv("OLLAMA_GPU_CACHE", str(cache))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return cache
+
+
+def _record_providers(monkeypatch) -> None:
+    """Also record which provider each resource uses (as `run.providers`, URN to provider URN):
+    the engine creates a resource only after its provider, and a provider after its depends_on."""
+    register = offline._RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        response = register(self, request)
+        if request.provider:
+            providers = self.run.__dict__.setdefault("providers", {})
+            # A provider reference is "<urn>::<id>".
+            providers[response.urn] = request.provider.rsplit("::", 1)[0]
+        return response
+
+    monkeypatch.setattr(offline._RecordingMonitor, "RegisterResource", recording)
 
 
 @pytest.fixture
@@ -129,15 +152,16 @@ def registered_id(resource: RecordedResource) -> str:
 
 def predecessors(run: ProgramRun, resource: RecordedResource) -> set[str]:
     """URNs that must exist before `resource` is created: its depends_on, its parent (whose
-    depends_on holds back every child), and theirs, transitively."""
+    depends_on holds back every child), its provider, and theirs, transitively."""
     by_urn = {r.urn: r for r in run.resources}
+    providers = getattr(run, "providers", {})
     seen: set[str] = set()
     pending = [resource.urn]
     while pending:
         current = by_urn.get(pending.pop())
         if current is None:
             continue
-        for urn in [current.parent, *current.depends_on]:
+        for urn in [current.parent, *current.depends_on, providers.get(current.urn)]:
             if urn and urn not in seen:
                 seen.add(urn)
                 pending.append(urn)

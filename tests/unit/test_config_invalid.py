@@ -9,7 +9,7 @@ import pytest
 from ollama_gpu import knobs
 from ollama_gpu.config_loader import load_settings
 from ollama_gpu.errors import ConfigError
-from tests.unit.conftest import HOST_ADDRESS, HOST_KEY, local_config, remote_config
+from tests.unit.conftest import AGENT_SOCKET, HOST_ADDRESS, HOST_KEY, local_config, remote_config
 
 A10_BASE = "qwen3:30b-a3b-thinking-2507-q8_0"
 
@@ -115,12 +115,14 @@ INVALID_CASES = [
     _case("profile-unknown", "a10", remote_config("a100"), "profile", "'a100'", "pulumi config set profile"),
     _case("profile-missing", "local", {}, "profile", "(not set)"),
     _case("host-key-missing", "a10",
-          {"profile": "a10", "host": {"address": HOST_ADDRESS, "sshAgentSocket": "/run/agent.sock"}},
-          "host.hostKey", "(not set)"),
+          {"profile": "a10", "host": {"address": HOST_ADDRESS}}, "host.hostKey", "(not set)"),
     _case("host-key-without-type", "a10", remote_config("a10", hostKey=HOST_KEY.split()[1]),
           "host.hostKey", f"'{HOST_KEY.split()[1]}'", "ssh-keyscan"),
     _case("host-key-with-host-name", "a10", remote_config("a10", hostKey=f"{HOST_ADDRESS} {HOST_KEY}"),
           "host.hostKey", f"'{HOST_ADDRESS} {HOST_KEY}'", "without the host name"),
+    # Removed: a machine-local socket path in the stack file would be dead on every other machine.
+    _case("agent-socket-in-stack-file", "a10", remote_config("a10", sshAgentSocket="/run/agent.sock"),
+          "host.sshAgentSocket", "'/run/agent.sock'", "known keys here"),
     _case("no-private-key-and-no-agent", "v100",
           {"profile": "v100", "host": {"address": HOST_ADDRESS, "hostKey": HOST_KEY}},
           "sshPrivateKey", "(not set)", "pulumi config set --secret sshPrivateKey"),
@@ -209,4 +211,4 @@ def test_every_problem_is_reported_at_once():
     ],
 )
 def test_edge_values_that_are_valid(config):
-    load_settings("edge", config)
+    assert load_settings("edge", config, agent_socket=AGENT_SOCKET).stack == "edge"

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from ollama_gpu.config_loader import SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file
+from ollama_gpu.errors import ConfigError
 from ollama_gpu.profiles import PROFILE_DEFAULTS
 from tests.unit.conftest import AGENT_SOCKET, HOST_ADDRESS, HOST_KEY, REPO, STACKS, stack_values
 
@@ -92,21 +93,25 @@ def test_remote_stack_files_pin_the_host_key_and_bind_to_loopback(stack):
 
 
 @pytest.mark.parametrize("stack", ["a10", "v100"])
-def test_remote_stack_files_name_no_identity_and_fall_back_to_the_agent(stack):
+def test_remote_stack_files_name_no_identity_and_need_an_agent_or_a_key(stack):
     values = stack_values(stack)
-    assert "sshPrivateKey" not in values and "sshAgentSocket" not in values["host"]
+    assert "sshPrivateKey" not in values
+    with pytest.raises(ConfigError, match="sshPrivateKey"):
+        load_settings(stack, values, agent_socket=None)
     settings = load_settings(stack, values, agent_socket=AGENT_SOCKET)
-    assert settings.host.ssh_agent_socket == AGENT_SOCKET
+    assert settings.ssh_private_key is None
 
 
-def test_agent_fallback_never_overrides_a_configured_identity():
+def test_the_agent_socket_is_checked_for_but_never_kept():
+    """The providers find the agent through their own environment; a stored path would be dead
+    on another machine or in a new shell."""
     host = {"address": HOST_ADDRESS, "hostKey": HOST_KEY}
-    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": "key"}, agent_socket=AGENT_SOCKET)
-    assert with_key.host.ssh_agent_socket is None
-    own_socket = {**host, "sshAgentSocket": "/run/own.sock"}
-    with_socket = load_settings("a10", {"profile": "a10", "host": own_socket}, agent_socket=AGENT_SOCKET)
-    assert with_socket.host.ssh_agent_socket == "/run/own.sock"
-    local = load_settings("local", {"profile": "none"}, agent_socket=AGENT_SOCKET)
+    for values in ({"profile": "a10", "host": host}, {"profile": "a10", "host": host, "sshPrivateKey": "key"}):
+        settings = load_settings("a10", values, agent_socket=AGENT_SOCKET)
+        assert AGENT_SOCKET not in settings.model_dump_json() and AGENT_SOCKET not in repr(settings)
+    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": "key"}, agent_socket=None)
+    assert with_key.ssh_private_key.get_secret_value() == "key"
+    local = load_settings("local", {"profile": "none"}, agent_socket=None)
     assert local.host is None
 
 

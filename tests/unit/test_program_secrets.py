@@ -1,23 +1,30 @@
 """The SSH private key, set as a Pulumi secret, reaches the SSH connections only as a secret and
 shows up nowhere else: not in stack outputs, command text, container inputs, warnings, error
-messages, or the `make plan` listing."""
+messages, the `make plan` listing, or a file. And no machine-local path (the agent socket) reaches
+the state, where a new shell or another machine would find it dead."""
 
 import json
-import stat
-from pathlib import Path
 
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from components.host_command import CommandTarget
+from components.transport import CommandTarget
 from ollama_gpu.config_loader import load_settings
 from ollama_gpu.stack_render import _format_run
-from tests.unit.conftest import CONTAINER, REMOTE_COMMAND, is_secret, remote_config, without_secrets
+from tests.unit.conftest import (
+    CONTAINER,
+    REMOTE_COMMAND,
+    STACKS,
+    is_secret,
+    remote_config,
+    stack_values,
+    without_secrets,
+)
 
 
 @pytest.fixture
 def keyed_config(private_key):
-    return remote_config("a10", {"sshPrivateKey": private_key}, sshAgentSocket=None)
+    return remote_config("a10", {"sshPrivateKey": private_key})
 
 
 @pytest.fixture
@@ -78,14 +85,27 @@ def test_plan_listing_shows_the_connection_but_not_the_key(keyed_run, leaks):
     assert "203.0.113.10" in listing
 
 
-def test_docker_reads_the_key_from_a_private_file_in_the_cache(keyed_run, private_key, offline_env, leaks):
-    options = json.loads(keyed_run.by_name("docker-host").inputs["sshOpts"])
+def test_the_key_is_never_written_to_a_file_nor_named_in_the_docker_options(keyed_run, offline_env, leaks):
+    """`make plan` and the program run offline too: neither may leave the key on disk."""
+    options = json.loads(keyed_run.by_name("docker").inputs["sshOpts"])
     assert not leaks(json.dumps(options))
-    identity = Path(options[options.index("-i") + 1])
-    assert identity.is_relative_to(offline_env)
-    assert stat.S_IMODE(identity.stat().st_mode) == 0o600
-    assert identity.read_text() == private_key + "\n"
-    assert "IdentitiesOnly=yes" in options
+    assert not any(o == "-i" or o.startswith("IdentityFile=") for o in options)
+    assert not offline_env.exists() or not any(offline_env.rglob("*"))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_resource_input_or_output_holds_the_agent_socket(deploy, ssh_agent, stack):
+    run = deploy(stack, stack_values(stack))
+    for resource in run.resources:
+        assert ssh_agent not in json.dumps(resource.inputs), resource.name
+    assert ssh_agent not in json.dumps(run.outputs, default=repr)
+
+
+def test_with_a_key_and_an_agent_the_state_holds_neither_the_socket_nor_a_plain_key(deploy, keyed_config, ssh_agent, leaks):
+    run = deploy("a10", keyed_config, secret_keys=["sshPrivateKey"])
+    for resource in run.resources:
+        assert ssh_agent not in json.dumps(resource.inputs), resource.name
+        assert not leaks(json.dumps(without_secrets(resource.inputs))), resource.name
 
 
 def test_a_config_error_does_not_echo_the_key(reject, keyed_config, leaks):

@@ -4,6 +4,7 @@ to the SSH user's shell (remote), with or without `sudo -n`."""
 
 import http.server
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -103,7 +104,94 @@ def test_render_refuses_missing_and_surplus_parameters(probe_dir, params, named)
 def test_render_binds_each_parameter_once_right_after_the_shebang(probe_dir):
     text = render_script("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a b", "EMPTY": True})
     assert text.splitlines()[:4] == ["#!/usr/bin/env bash", "OUT_DIR=/o", "TRICKY='a b'", "EMPTY=1"]
-    assert text.splitlines()[4:] == PROBE.splitlines()[1:]
+    # The body follows as written, less its comment line.
+    assert text.splitlines()[4:] == [line for line in PROBE.splitlines()[1:] if not line.startswith("#")]
+
+
+# --- What the host runs, and what Pulumi compares between runs: only executable lines -----------
+
+COMMENTED_PROBE = PROBE.replace("set -euo pipefail\n", """set -euo pipefail
+
+# A comment that explains why, edited later.
+    # An indented comment.
+
+""").replace("fi\n", "fi\n# A trailing comment.\n\n")
+PROBE_PARAMS = {"OUT_DIR": "/o", "TRICKY": "x", "EMPTY": ""}
+
+
+def test_a_comment_only_edit_leaves_the_rendered_text_unchanged(probe_dir):
+    """Pulumi updates a command whose text changed: a reworded comment must not re-run a host step."""
+    before = render_script("probe.sh", PROBE_PARAMS)
+    assert COMMENTED_PROBE != PROBE
+    (probe_dir / "probe.sh").write_text(COMMENTED_PROBE)
+    assert render_script("probe.sh", PROBE_PARAMS) == before
+    # A change to what runs still shows.
+    (probe_dir / "probe.sh").write_text(COMMENTED_PROBE.replace("'%s' \"$EMPTY\"", "'<%s>' \"$EMPTY\""))
+    assert render_script("probe.sh", PROBE_PARAMS) != before
+
+
+@pytest.mark.parametrize("script", RENDERED_SCRIPTS)
+def test_rendered_scripts_hold_no_comment_or_source_line(script):
+    """The host has only the rendered text: a `source` line would name a file that is not there."""
+    text = render_script(script, {name: "x" for name in declared_parameters(script)})
+    shebang, *lines = text.splitlines()
+    assert shebang.startswith("#!")
+    for line in lines:
+        assert not line.lstrip().startswith("#"), f"{script}: {line}"
+        assert not line.lstrip().startswith(("source ", ". ")), f"{script}: {line}"
+
+
+def _executable(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@pytest.mark.parametrize("script", [s for s in RENDERED_SCRIPTS if "lib/api.sh" in (SCRIPTS / s).read_text()])
+def test_scripts_that_call_the_api_carry_lib_api_inline(script):
+    text = render_script(script, {name: "x" for name in declared_parameters(script)})
+    library = _executable((SCRIPTS / "host" / "lib" / "api.sh").read_text())
+    lines = text.splitlines()
+    start = lines.index(library[0])
+    assert lines[start:start + len(library)] == library
+    assert start < next(i for i, line in enumerate(lines) if "api_call " in line and "()" not in line)
+
+
+def test_the_model_steps_use_lib_api():
+    assert {"host/model-pull.sh", "host/model-alias.sh"} <= {
+        s for s in RENDERED_SCRIPTS if "lib/api.sh" in (SCRIPTS / s).read_text()
+    }
+
+
+def test_an_inlined_library_runs_where_no_library_file_exists(probe_dir, tmp_path):
+    (probe_dir / "lib").mkdir()
+    (probe_dir / "lib" / "greet.sh").write_text("# shellcheck shell=bash\n# Says hello.\ngreet() {\n  printf 'hello %s' \"$1\"\n}\n")
+    (probe_dir / "greeter.sh").write_text(
+        '#!/usr/bin/env bash\nset -euo pipefail\n: "${WHO:?}"\n# shellcheck source=lib/greet.sh\n'
+        'source "${BASH_SOURCE%/*}/lib/greet.sh"\ngreet "$WHO"\n'
+    )
+    text = render_script("greeter.sh", {"WHO": "world"})
+    assert "Says hello" not in text
+    result = subprocess.run(["/bin/sh", "-c", as_command(text, "greeter")], capture_output=True, text=True, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "hello world"), result.stderr
+
+
+def _heredoc_bodies(text: str) -> list[list[str]]:
+    bodies, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        opened = re.search(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1(?:\s|;|$)", line)
+        if opened:
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == opened.group(2))
+            bodies.append(lines[i + 1:end])
+    return bodies
+
+
+@pytest.mark.parametrize("script", RENDERED_SCRIPTS)
+def test_heredocs_survive_rendering_line_for_line(script):
+    """Rendering drops comment and blank lines everywhere, heredocs included: a heredoc in a host
+    script must hold neither, or the host runs something other than what was written."""
+    text = render_script(script, {name: "x" for name in declared_parameters(script)})
+    for body in _heredoc_bodies((SCRIPTS / script).read_text()):
+        joined = "\n".join(body)
+        assert f"\n{joined}\n" in text, f"{script}: a heredoc changed in rendering:\n{joined}"
 
 
 def test_a_value_holding_the_heredoc_terminator_is_refused(probe_dir):
