@@ -96,7 +96,8 @@ def test_every_start_loads_the_alias_once_the_server_answers(start_container):
     container = start_container()
     container.wait_for_line(f"ollama-gpu: loaded {ALIAS}")
     calls = container.calls()
-    assert calls[0] == "serve"
+    # The server and the loader start side by side; the loader only runs the alias it found.
+    assert "serve" in calls
     assert calls.index(f"show {ALIAS}") < calls.index(f"run {ALIAS} ")
     assert container.stop_server() == 0
 

@@ -205,10 +205,10 @@ def test_the_pull_stops_itself_at_its_time_limit(fake_ollama):
     """Pulumi's customTimeouts would stop waiting but leave the pull running on the host."""
     stalled = Answer(200, [{"status": "pulling manifest"}, {"status": "success"}], pause_before_last=30)
     api = fake_ollama({("POST", "/api/pull"): stalled})
-    result = _run("host/model-pull.sh", _pull_params(api.url, timeout_seconds=1))
+    result = _run("host/model-pull.sh", _pull_params(api.url, timeout_seconds=2))
     # Had it waited for the stream, the stand-in's "success" would have made it pass.
     assert result.returncode == 1
-    assert "did not finish within 1s (model.pullTimeout)" in result.stderr
+    assert "did not finish within 2s (model.pullTimeout)" in result.stderr
     assert "last status: pulling manifest" in result.stderr
 
 
