@@ -11,6 +11,7 @@ from components.verification import PlanVerification
 from ollama_gpu.endpoints import api_url_on_host, client_endpoint, tunnel_command
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
+from ollama_gpu.verification import expected_offload
 
 # 0. Typed config, validated as a whole: one message and nothing registered if it is wrong.
 settings = load_settings_or_fail()
@@ -30,6 +31,7 @@ model = ModelAlias(
     "model", settings.model, target, api_url=api_url_on_host(settings), container=server.container,
     container_name=settings.server.container_name, models_volume=settings.server.models_volume,
     load_timeout_seconds=load_timeout_seconds(settings.server),
+    expected_offload=expected_offload(plan) if settings.verification.fail_on_mismatch else "",
 )
 
 # 5. Compare what the server did with the plan.

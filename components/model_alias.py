@@ -9,12 +9,15 @@ from components.transport import CommandTarget, HostCommand
 from ollama_gpu.settings import ModelSettings, duration_seconds
 
 PROGRESS_STEP_PERCENT = 10
+LOAD_MARGIN_SECONDS = 60
 
 
 class ModelAlias(pulumi.ComponentResource):
     """The alias is one command whose create text holds the full /api/create request, so a changed
     parameter is a one-line diff in `pulumi preview --diff` and the only change: an in-place update
-    that re-creates the alias, loads it and reports the placement again. Its delete removes the
+    that re-creates the alias, loads it and reports the placement again. With
+    verification.failOnMismatch the planned layer split is part of the step (EXPECTED_OFFLOAD) and the
+    step fails, so it is retried, while the server differs; without it nothing planner-only is. Its delete removes the
     alias only, never the base model. A new alias name, models volume or container replaces it
     (old alias deleted first), so no alias is left behind and the report is always current."""
 
@@ -23,7 +26,7 @@ class ModelAlias(pulumi.ComponentResource):
 
     def __init__(self, name: str, model: ModelSettings, target: CommandTarget, *, api_url: str, container: pulumi.Resource,
                  container_name: str, models_volume: str, load_timeout_seconds: int,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 expected_offload: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ollama-gpu:index:ModelAlias", name, None, opts)
         pull_timeout = int(duration_seconds(model.pull_timeout))
 
@@ -51,9 +54,11 @@ class ModelAlias(pulumi.ComponentResource):
                 "ALIAS": model.alias,
                 "CREATE_REQUEST": json.dumps(create_request(model), sort_keys=True),
                 "LOAD_REQUEST": json.dumps({"model": model.alias, "keep_alive": -1}),
-                "LOAD_TIMEOUT_SECONDS": load_timeout_seconds,
+                # Past the server's own load timeout, so its reason arrives before curl gives up.
+                "LOAD_TIMEOUT_SECONDS": load_timeout_seconds + LOAD_MARGIN_SECONDS,
                 "SHOW_REQUEST": json.dumps({"model": model.pull_name}),
                 "CONTAINER_NAME": container_name,
+                "EXPECTED_OFFLOAD": expected_offload,
             },
             delete=("host/model-alias-delete.sh",
                     {"API_URL": api_url, "ALIAS": model.alias, "DELETE_REQUEST": json.dumps({"model": model.alias})}),

@@ -264,7 +264,6 @@ class ModelSettings(_Section):
     alias: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$", description="Name of the tuned alias clients use.")
     parameters: ModelParameters
     pull_timeout: str = Field("2h", description="How long the pull of the base model may take.")
-    warm: bool = Field(True, description="Load the alias once after deploy so the first request does not pay the load.")
     gguf_path: Optional[str] = Field(None, description="Local GGUF file the planner reads when the base is not in its catalog.")
     registry: Optional[str] = Field(
         None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",

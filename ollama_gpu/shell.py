@@ -46,7 +46,7 @@ def _executable_lines(body: str, directory: Path) -> str:
     for line in body.splitlines():
         library = _LIBRARY.match(line)
         if library:
-            lines.append(_executable_lines((directory / library.group(1)).read_text(), directory))
+            lines.append(_executable_lines((directory / library.group(1)).read_text(), directory).rstrip("\n"))
         elif line.strip() and not line.lstrip().startswith("#"):
             lines.append(line)
     return "\n".join(lines) + "\n"

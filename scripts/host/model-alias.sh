@@ -4,6 +4,9 @@
 #   /api/ps, the base model's /api/show, and the server's placement lines.
 # POST /api/create's JSON form is used: the old `modelfile` text field is ignored since 0.5.5.
 # The container loads the alias again by itself at every start (container/serve.sh).
+# A non-empty EXPECTED_OFFLOAD ("N/M", set under verification.failOnMismatch) makes the step itself
+# fail when the server's layer split differs from it or the server dropped a requested setting: a
+# failed step is not recorded as done, so the next `pulumi up` checks again.
 set -euo pipefail
 : "${API_URL:?}"
 : "${ALIAS:?}"
@@ -12,6 +15,7 @@ set -euo pipefail
 : "${LOAD_TIMEOUT_SECONDS:?}"
 : "${SHOW_REQUEST:?}"
 : "${CONTAINER_NAME:?}"
+: "${EXPECTED_OFFLOAD?}"
 # shellcheck source=scripts/host/lib/api.sh
 source "${BASH_SOURCE%/*}/lib/api.sh"
 
@@ -32,6 +36,20 @@ api_call GET /api/ps
 echo "### api/show"
 api_call POST /api/show "$SHOW_REQUEST"
 echo "### placement log"
-docker logs "$CONTAINER_NAME" 2>&1 \
-  | grep -E 'msg="(model weights|kv cache|compute graph|total memory)"|offloaded [0-9]+/[0-9]+ layers|kv cache|flash attention' \
-  | tail -n 200 || true
+placement=$(docker logs "$CONTAINER_NAME" 2>&1 |
+  grep -E 'msg="(model weights|kv cache|compute graph|total memory)"|offloaded [0-9]+/[0-9]+ layers|kv cache|flash attention' |
+  tail -n 200 || true)
+printf '%s\n' "$placement"
+
+if [[ -n $EXPECTED_OFFLOAD ]]; then
+  offloaded=$(grep -oE 'offloaded [0-9]+/[0-9]+ layers' <<<"$placement" | tail -n 1 || true)
+  if [[ $offloaded != "offloaded $EXPECTED_OFFLOAD layers" ]]; then
+    echo "ollama-gpu: the server ${offloaded:-logged no layer placement}; the plan says offloaded $EXPECTED_OFFLOAD layers" \
+      "(verification.failOnMismatch is true)" >&2
+    exit 1
+  fi
+  if dropped=$(grep -E 'flash attention disabled|must be enabled to use a quantized|not supported by' <<<"$placement"); then
+    echo "ollama-gpu: the server dropped a requested setting (verification.failOnMismatch is true): $dropped" >&2
+    exit 1
+  fi
+fi

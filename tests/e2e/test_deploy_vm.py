@@ -66,7 +66,8 @@ class Deployment:
 
     def blob_downloads(self) -> int:
         log = subprocess.run(["docker", "logs", self.blobs_container], capture_output=True, text=True, check=True)
-        return len(re.findall(r"GET /docker/registry/v2/blobs/", log.stdout + log.stderr))
+        # busybox httpd -v logs one "response:CODE" line per request; it serves only blobs.
+        return len(re.findall(r"response:2\d\d", log.stdout + log.stderr))
 
 
 def stack_config(vm: rig.Vm, registry: rig.Registry, nvidia: harness.AptRepo, gguf: Path) -> dict:
@@ -111,7 +112,11 @@ def deployment(tmp_path_factory, ollama_standin_image: str, native_ollama: Nativ
                 rig.vm(net, f"{harness.RESOURCE_PREFIX}-vm", workdir, apt_lock_seconds=APT_LOCK_SECONDS) as vm, \
                 rig.ssh_agent(workdir, vm.private_key_path) as agent:
             env = engine.env(workdir / "state", workdir / "pulumi-home") | {"SSH_AUTH_SOCK": agent}
+            # The README's `pulumi login file://...`, not the engine helper's PULUMI_BACKEND_URL.
+            del env["PULUMI_BACKEND_URL"]
             checkout = fresh_checkout(workdir / "checkout", env)
+            (workdir / "state").mkdir()
+            checkout.pulumi("login", (workdir / "state").as_uri())
             gguf = write_tiny_gguf(workdir / "tiny.gguf")
             (checkout.path / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_config(vm, registry, nvidia, gguf)))
             checkout.pulumi("stack", "init", STACK)

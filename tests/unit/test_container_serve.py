@@ -14,7 +14,7 @@ import pytest
 from ollama_gpu.shell import render_script
 
 ALIAS = "qwen3-30b-a3b-2507-q8:ctx32k"
-WAIT_SECONDS = 20
+WAIT_SECONDS = 60
 
 # serve: runs until $STAND_IN/stop exists, then exits with $STAND_IN/exit-code (default 0).
 # list: answers once $STAND_IN/ready exists. show: knows the models listed in $STAND_IN/models.

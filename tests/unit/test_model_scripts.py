@@ -244,7 +244,6 @@ def _alias_params(api_url: str) -> dict:
         "CONTAINER_NAME": "ollama-gpu",
         # Off here: these tests are about creating, loading and reporting.
         "EXPECTED_OFFLOAD": "",
-        "FAIL_ON_MISMATCH": False,
     }
 
 
