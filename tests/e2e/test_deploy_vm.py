@@ -59,10 +59,11 @@ class Deployment:
         return json.loads(self.on_vm(f"curl -fsS http://127.0.0.1:11434{path}{data}"))
 
     def ssh_commands(self) -> list[str]:
-        """Commands the deploy ran on the VM over SSH (the VM's sshd logs each; Docker's own
-        connection, `docker system dial-stdio`, is the docker provider reading state, not a step)."""
+        """Steps the deploy ran on the VM over SSH (the VM's sshd logs every command). Not steps:
+        Docker's own connection (`docker system dial-stdio`: the docker provider reading state)
+        and the program's login check before each run (`true`, ollama_gpu/preflight.py)."""
         lines = self.vm.root("cat", "/var/log/ssh-commands.log").splitlines()
-        return [line for line in lines if "dial-stdio" not in line]
+        return [line for line in lines if "dial-stdio" not in line and line.split(" ", 1)[1] != "true"]
 
     def blob_downloads(self) -> int:
         log = subprocess.run(["docker", "logs", self.blobs_container], capture_output=True, text=True, check=True)
@@ -201,8 +202,10 @@ def test_state_and_outputs_hold_no_secret_or_local_path(deployment: Deployment):
 
 
 def test_frozen_server_restarts_and_reloads_the_alias_by_itself(deployment: Deployment):
-    pid = deployment.on_vm("docker exec ollama pgrep -f -o 'ollama serve'").strip()
-    deployment.on_vm(f"docker exec ollama kill -STOP {pid}")
+    # docker top shows the VM's PIDs; serve.sh starts the server as exactly `ollama serve`.
+    top = deployment.on_vm("docker top ollama -eo pid,args").splitlines()[1:]
+    (pid,) = [line.split(None, 1)[0] for line in top if line.split(None, 1)[1].strip() == "ollama serve"]
+    deployment.on_vm(f"sudo kill -STOP {pid}")
     deadline = time.monotonic() + SELF_HEAL_SECONDS
     while True:
         restarted = deployment.on_vm("docker inspect --format '{{.RestartCount}}' ollama").strip() != "0"

@@ -65,17 +65,17 @@ def test_a10_stack_is_the_operators_recipe_minus_the_knobs_that_do_nothing():
     assert (env.flash_attention, env.kv_cache_type, int(env.gpu_overhead)) == (True, "q8_0", 1073741824)
     assert settings.model.base == "qwen3:30b-a3b-thinking-2507-q8_0"
     assert parameters.as_api() == {"num_ctx": 32768, "num_predict": 20480, "num_keep": -1, "use_mmap": False}
-    assert settings.host_prep.cgroup_fix is True
+    # The recipe needed the cgroup fix only "on some VMs": off unless the GPU check asks for it.
+    assert settings.host_prep.cgroup_fix is False
     assert int(settings.hardware.host_ram) == 116 * 10**9
     # Pinned, not the operator's :latest.
     assert not settings.server.image.endswith(":latest")
 
 
-def test_v100_stack_keeps_a_smaller_gpu_reserve_and_no_cgroup_fix():
+def test_v100_stack_keeps_a_smaller_gpu_reserve():
     settings = load_settings("v100", stack_values("v100"), agent_socket=AGENT_SOCKET)
     assert settings.profile == "v100" and settings.is_remote
     assert int(settings.server.env.gpu_overhead) == 512 * 2**20
-    assert settings.host_prep.cgroup_fix is False
     assert settings.host.address == "203.0.113.20"
 
 

@@ -123,7 +123,7 @@ def test_the_verification_output_reports_a_mismatch_and_never_fails_the_program(
     """A raise inside the output's apply would come after the alias step is already in state, so
     every later `up` would fail until the config changed: the output only reports and warns, with
     verification.failOnMismatch too (which fails the alias step itself instead)."""
-    from components.verification import judge
+    from components.plan_verification import judge
     from ollama_gpu.config_loader import load_settings
     from ollama_gpu.stack_plan import plan_for
 
