@@ -33,9 +33,15 @@ class HostPrep(pulumi.ComponentResource):
         if gpu:
             steps += [
                 ("nvidia-driver", "host/nvidia-driver.sh", {}),
-                ("nvidia-apt-repo", "host/nvidia-apt-repo.sh",
-                 {"NVIDIA_REPO_URL": prep.nvidia_repo_url, "NVIDIA_KEY_FINGERPRINT": prep.nvidia_key_fingerprint}),
-                ("nvidia-toolkit", "host/nvidia-toolkit.sh", {"TOOLKIT_VERSION": prep.toolkit_version or ""}),
+                ("nvidia-apt-repo", "host/nvidia-apt-repo.sh", {
+                    "NVIDIA_REPO_URL": prep.nvidia_repo_url,
+                    "NVIDIA_KEY_FINGERPRINT": prep.nvidia_key_fingerprint,
+                    "APT_LOCK_TIMEOUT_SECONDS": prep.apt_lock_timeout_seconds,
+                }),
+                ("nvidia-toolkit", "host/nvidia-toolkit.sh", {
+                    "TOOLKIT_VERSION": prep.toolkit_version or "",
+                    "APT_LOCK_TIMEOUT_SECONDS": prep.apt_lock_timeout_seconds,
+                }),
                 ("docker-nvidia-runtime", "host/docker-nvidia-runtime.sh", {}),
                 ("nvidia-cgroups", "host/nvidia-cgroup-fix.sh", {"NO_CGROUPS": "true" if prep.cgroup_fix else "false"}),
             ]

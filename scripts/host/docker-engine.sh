@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
 # First step of host prep on any VM: a Docker engine the deploy can reach over SSH as the login
-# user. A freshly rented VM may have none; a fresh Ubuntu VM also runs unattended-upgrades, which
-# holds apt's lock for minutes after boot, so apt is told to wait for it (this and later steps).
+# user. A freshly rented VM may have none.
 set -euo pipefail
 : "${APT_LOCK_TIMEOUT_SECONDS:?}"
 : "${INSTALL_DOCKER:?}"
 : "${DOCKER_USER:?}"
 : "${REGISTRY_MIRROR?}"
+# shellcheck source=scripts/host/lib/apt.sh
+source "${BASH_SOURCE%/*}/lib/apt.sh"
 
 export DEBIAN_FRONTEND=noninteractive
 changes=()
-
-lock_conf=/etc/apt/apt.conf.d/90ollama-gpu-lock-timeout
-lock_line="DPkg::Lock::Timeout \"$APT_LOCK_TIMEOUT_SECONDS\";"
-if [[ "$(cat "$lock_conf" 2>/dev/null)" != "$lock_line" ]]; then
-  printf '%s\n' "$lock_line" >"$lock_conf"
-  changes+=("apt waits up to ${APT_LOCK_TIMEOUT_SECONDS}s for its lock")
-fi
 
 if ! command -v docker >/dev/null; then
   if [[ $INSTALL_DOCKER != 1 ]]; then
@@ -24,9 +18,9 @@ if ! command -v docker >/dev/null; then
     echo "ollama-gpu: install docker.io or docker-ce on it, or set hostPrep.installDocker: true" >&2
     exit 1
   fi
-  echo "ollama-gpu: installing docker.io (waits while another apt holds the lock)"
-  apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
+  echo "ollama-gpu: installing docker.io"
+  apt_get update -qq >/dev/null
+  apt_get install -y -qq docker.io >/dev/null
   changes+=("installed docker.io")
 fi
 

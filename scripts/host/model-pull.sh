@@ -24,8 +24,9 @@ last_status='' last_step=-1 outcome=''
 # Each line of the stream is one JSON object; only "status", "completed", "total" and "error"
 # matter, and they are flat fields, so a pattern match suffices (no JSON tool on a bare VM).
 while IFS= read -r line; do
-  if [[ $line =~ \"error\":\"([^\"]*)\" ]]; then
-    outcome="error: ${BASH_REMATCH[1]}"
+  if [[ $line =~ \"error\":\"(([^\"\\]|\\.)*)\" ]]; then
+    reason=${BASH_REMATCH[1]}
+    outcome="error: ${reason//\\\"/\"}"
     break
   fi
   [[ $line =~ \"status\":\"([^\"]*)\" ]] || continue

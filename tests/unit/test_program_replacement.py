@@ -143,7 +143,7 @@ def test_changing_the_base_model_pulls_it_and_rebuilds_the_alias(deploy):
 
 def test_a_docker_engine_setting_reruns_only_that_host_step(deploy):
     before = deploy("a10", remote_config("a10"))
-    after = deploy("a10", remote_config("a10", {"hostPrep": {"aptLockTimeoutSeconds": 60}}))
+    after = deploy("a10", remote_config("a10", {"hostPrep": {"dockerRegistryMirror": "http://10.0.0.5:5000"}}))
     assert _changed(before, after) == {DOCKER_STEP}
 
 
