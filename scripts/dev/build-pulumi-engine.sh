@@ -175,6 +175,7 @@ if product_is_complete "$PRODUCT_DIR"; then
   log "$PRODUCT_NAME already built"
 else
   command -v go >/dev/null || die "needs Go (go.dev/dl) to build the Pulumi engine"
+  command -v patch >/dev/null || die "needs patch (scripts/dev/install-prerequisites.sh installs it)"
   [[ -d "$SOURCES_DIR/pulumi-docker" ]] ||
     die "provider sources not found at $SOURCES_DIR (set PULUMI_ENGINE_SOURCES, or install pulumi)"
   log "building $PRODUCT_NAME (cold: 10-25 minutes on 2 cores; warm Go caches: about a minute)"
