@@ -1,14 +1,10 @@
-"""Fixtures for the real-engine tests: the engine itself (tests/e2e/engine.py) and Docker."""
+"""Fixtures for the real-engine tests: the engine itself (tests/e2e/engine.py), and Docker as the
+integration tests get it."""
 
 import pytest
 
 from tests.e2e.engine import Engine, find_engine
-from tests.integration import harness
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> None:
-    harness.require(harness.docker_answers(), "no Docker daemon answers (scripts/dev/install-prerequisites.sh sets one up)")
+from tests.integration.conftest import docker_engine  # noqa: F401  (re-exported fixture)
 
 
 @pytest.fixture(scope="session")
