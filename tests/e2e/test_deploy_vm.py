@@ -23,7 +23,6 @@ import yaml
 from ollama_gpu.pins import OLLAMA_IMAGE
 from tests.e2e import rig
 from tests.e2e.checkout import Checkout, fresh_checkout
-from tests.e2e.engine import find_engine
 from tests.integration import harness
 from tests.integration.native_server import BASE_MODEL, NativeOllama
 from tests.integration.tiny_model import write_tiny_gguf
@@ -99,9 +98,9 @@ def stack_config(vm: rig.Vm, registry: rig.Registry, nvidia: harness.AptRepo, gg
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, ollama_standin_image: str, native_ollama: NativeOllama):
+def deployment(tmp_path_factory, pulumi_engine, ollama_standin_image: str, native_ollama: NativeOllama):
     workdir = tmp_path_factory.mktemp("e2e")
-    engine = find_engine()
+    engine = pulumi_engine
     with rig.network(f"{harness.RESOURCE_PREFIX}-e2e") as net, \
             rig.registry(net, f"{harness.RESOURCE_PREFIX}-registry") as registry:
         rig.push_image(ollama_standin_image, registry, OLLAMA_IMAGE)
