@@ -11,7 +11,7 @@ import pulumi
 from pulumi_command import local, remote
 
 from ollama_gpu.settings import Settings
-from ollama_gpu.shell import Value, as_command, render_script
+from ollama_gpu.shell import Value, script_command
 
 HostCommand = Union[remote.Command, local.Command]
 
@@ -55,8 +55,8 @@ class CommandTarget:
     ) -> HostCommand:
         """`script` and `delete` name files under scripts/; `privileged` runs them as root."""
         sudo = privileged and self.needs_sudo
-        create = as_command(render_script(script, params), name, sudo=sudo)
-        delete_command = as_command(render_script(*delete), f"{name}-delete", sudo=sudo) if delete else None
+        create = script_command(script, params, name, sudo=sudo)
+        delete_command = script_command(*delete, f"{name}-delete", sudo=sudo) if delete else None
         if self.connection is None:
             return local.Command(
                 name, create=create, delete=delete_command, triggers=triggers,

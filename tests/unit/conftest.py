@@ -149,16 +149,12 @@ def happens_after(run: ProgramRun, later: str, earlier: str) -> bool:
 
 
 def script_parameters(command: str) -> dict[str, str]:
-    """The NAME=value lines render_script binds right after the script's shebang, read back
-    with shell quoting rules."""
-    lines = command.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("#!")) + 1
+    """The NAME=value words script_command hands to `env` ahead of `bash -c`, read back with
+    shell quoting rules."""
+    words = shlex.split(command.replace("\\\n", " "))
     values = {}
-    for line in lines[start:]:
-        words = shlex.split(line) if line and line[0].isupper() and "=" in line else []
-        if len(words) != 1:
-            break
-        name, _, value = words[0].partition("=")
+    for word in words[words.index("env") + 1:words.index("bash")]:
+        name, _, value = word.partition("=")
         values[name] = value
     return values
 

@@ -47,7 +47,7 @@ def test_changing_a_model_parameter_updates_only_the_alias_and_reloads_it(deploy
     assert "triggers" not in old_alias and "triggers" not in new_alias
     assert {k for k in old_alias if old_alias[k] != new_alias[k]} == {"create"}
     changed_lines = set(old_alias["create"].splitlines()) ^ set(new_alias["create"].splitlines())
-    assert all(line.startswith("CREATE_REQUEST=") for line in changed_lines), changed_lines
+    assert all(line.startswith("  CREATE_REQUEST=") for line in changed_lines), changed_lines
     assert script_parameters(new_alias["create"])["CREATE_REQUEST"] != script_parameters(old_alias["create"])["CREATE_REQUEST"]
 
     old_warm, new_warm = before.by_name("model-warm").inputs, after.by_name("model-warm").inputs
