@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 STACKS = ("a10", "v100", "local")
 
 # A public key of the right shape: host keys are not secrets, and nothing connects to it.
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sbGFtYS1ncHUgdW5pdCB0ZXN0IGhvc3Qga2V5IQ"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sbGFtYS1ncHUgdW5pdCB0ZXN0IGhvc3Qga2V5ISEh"
 HOST_ADDRESS = "203.0.113.10"
 # Stands in for the operator's $SSH_AUTH_SOCK: the committed remote stacks name no identity.
 AGENT_SOCKET = "/run/ollama-gpu-test/agent.sock"

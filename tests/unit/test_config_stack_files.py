@@ -7,7 +7,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ollama_gpu.config_loader import SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file
+from ollama_gpu.config_loader import (
+    PLAINTEXT_SECRET, SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file,
+)
 from ollama_gpu.profiles import PROFILE_DEFAULTS
 from tests.unit.conftest import AGENT_SOCKET, HOST_ADDRESS, HOST_KEY, REPO, STACKS, stack_values
 
@@ -101,7 +103,8 @@ def test_remote_stack_files_name_no_identity_and_fall_back_to_the_agent(stack):
 
 def test_agent_fallback_never_overrides_a_configured_identity():
     host = {"address": HOST_ADDRESS, "hostKey": HOST_KEY}
-    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": "key"}, agent_socket=AGENT_SOCKET)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----"
+    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": key}, agent_socket=AGENT_SOCKET)
     assert with_key.host.ssh_agent_socket is None
     own_socket = {**host, "sshAgentSocket": "/run/own.sock"}
     with_socket = load_settings("a10", {"profile": "a10", "host": own_socket}, agent_socket=AGENT_SOCKET)
@@ -132,11 +135,16 @@ def test_engine_config_decodes_objects_and_keeps_plain_strings():
         "ollama-gpu:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
         "other:server": '{"port": 1}',
     }
-    assert values_from_engine_config(engine) == {
+    assert values_from_engine_config("a10", engine, secret_keys=["ollama-gpu:sshPrivateKey"]) == {
         "profile": "a10",
         "server": {"port": 11500},
         "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
     }
+
+
+def test_a_private_key_the_engine_does_not_hold_as_a_secret_never_reaches_the_settings():
+    engine = {"ollama-gpu:profile": "a10", "ollama-gpu:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+    assert values_from_engine_config("a10", engine)["sshPrivateKey"] == PLAINTEXT_SECRET
 
 
 def test_every_stack_file_in_the_repository_is_covered():
