@@ -282,7 +282,7 @@ class ServerEnv(_Section):
         for index, origin in enumerate(value):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise SettingProblem(
-                    f"[{index}]", origin, "is not an origin (scheme://host[:port], no path, no comma)",
+                    str(index), origin, "is not an origin (scheme://host[:port], no path, no comma)",
                     "write each origin as its own list entry, e.g. https://app.example.com",
                 )
         return value
