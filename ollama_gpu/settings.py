@@ -52,7 +52,10 @@ class SettingProblem(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True, allow_inf_nan=False)
+    # coerce_numbers_to_str: `pulumi config set --path model.alias 2507` stores the number 2507.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True,
+    )
 
 
 # Ollama's options are Go ints that its runners hand to C as int32 (llama/llama.go, runner/*).

@@ -330,6 +330,7 @@ def test_every_problem_is_reported_at_once():
         # What `pulumi config set --path ... -1` and `... 1` store: numbers.
         pytest.param(_a10(_env(keepAlive=-1)), id="keep-alive-minus-one-as-a-number"),
         pytest.param(_local(_env(extraEnv={"OLLAMA_NOPRUNE": 1, "OLLAMA_SCHED_SPREAD": True})), id="extra-env-numbers"),
+        pytest.param(_local({"model": {"alias": 2507, "parameters": {"stop": [1]}}}), id="names-stored-as-numbers"),
         pytest.param(_local(_parameters(topP="0.9", temperature="0.6")), id="decimals-as-text"),
         pytest.param(_a10(_env(keepAlive="-5m")), id="keep-alive-negative-duration"),
         pytest.param(_a10(_env(keepAlive="2562047h")), id="keep-alive-at-go-limit"),
