@@ -30,21 +30,24 @@ _STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 # A message shows at most this much of a value: enough to recognise it, never a pasted file.
 _SHOWN_CHARACTERS = 120
 
-
-class _HiddenSecret:
-    def __repr__(self) -> str:
-        return "[secret]"
-
-
-HIDDEN_SECRET = _HiddenSecret()
 # Offline tools (make plan, smoke, bench) never open SSH; they name the agent a deploy would use
 # instead of demanding one, so they work on a machine with no keys at all.
 DEPLOY_AGENT_SOCKET = "$SSH_AUTH_SOCK"
 REPO = Path(__file__).resolve().parent.parent
 
 
+class _HiddenSecret:
+    """Shown in place of a secret's value, whatever went wrong with it."""
+
+    def __repr__(self) -> str:
+        return "[secret]"
+
+
+HIDDEN_SECRET = _HiddenSecret()
+
+
 def stack_file(stack: str) -> Path:
-    if not _STACK_NAME.fullmatch(stack) or stack.startswith("."):
+    if not _STACK_NAME.fullmatch(stack):
         raise ConfigError(f"stack {stack!r}: not a stack name. Fix: use letters, digits, _ . - (Pulumi's rule)")
     path = REPO / f"Pulumi.{stack}.yaml"
     if not path.exists():
@@ -106,9 +109,7 @@ def values_from_stack_file(path: Path) -> dict[str, Any]:
     values = {}
     for full_key, raw in _project_keys(stack, config):
         key = full_key.partition(":")[2]
-        if isinstance(raw, dict) and "secure" in raw:
-            values[key] = _secure_value(stack, full_key, raw)
-        elif key in SECRET_KEYS:
+        if key in SECRET_KEYS and not (isinstance(raw, dict) and "secure" in raw):
             values[key] = PLAINTEXT_SECRET
         else:
             values[key] = _mask_secrets(stack, full_key, raw)

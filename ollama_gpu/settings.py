@@ -13,9 +13,8 @@ go_duration, ssh_keys), and numbers against the range that program parses.
 """
 
 import ipaddress
-import math
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -107,11 +106,9 @@ def _bounded_size(value: ByteSize, smallest: int, largest: int, what: str) -> By
     return value
 
 
-def _go_duration(value: Any, *, at_least_seconds: float = 0, allow_negative: bool = False) -> str:
+def _go_duration(value: str, *, at_least_seconds: float = 0, allow_negative: bool = False) -> str:
     """Ollama and Pulumi parse these with Go's time.ParseDuration; anything else Ollama silently
     replaces with its default."""
-    if not isinstance(value, str):
-        raise SettingProblem("", value, "is not a Go duration", "write it like '5m', '90s' or '1h30m'")
     nanoseconds = parse_nanoseconds(value)
     if nanoseconds is None:
         raise SettingProblem("", value, "is not a Go duration, or is longer than Go's 2562047h",
@@ -206,24 +203,14 @@ class HardwareSettings(_Section):
         return value if value is None else _bounded_size(value, GIB, 64 * 2**40, "the host's RAM")
 
 
-def _keep_alive_input(value: Any) -> Any:
-    # `pulumi config set --path server.env.keepAlive -1` stores the number -1.
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 def _env_value_input(value: Any) -> Any:
-    # `pulumi config set --path` stores true/false and integers as YAML booleans and numbers.
+    # `pulumi config set --path` stores true/false as YAML booleans; numbers become text anyway.
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return repr(value)
     return value
 
 
 EnvValue = Annotated[str, BeforeValidator(_env_value_input)]
-KeepAlive = Annotated[str, BeforeValidator(_keep_alive_input)]
 
 # What OLLAMA_ORIGINS entries look like: scheme://host[:port], a leading `*.` label allowed.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?|[a-z][a-z0-9+.-]*://\*", re.ASCII)
@@ -241,7 +228,7 @@ class ServerEnv(_Section):
     flash_attention: Bool = Field(description="OLLAMA_FLASH_ATTENTION; needed for a quantized KV cache.")
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(description="OLLAMA_KV_CACHE_TYPE.")
     gpu_overhead: Size = Field(description="OLLAMA_GPU_OVERHEAD: VRAM held back from layer placement.")
-    keep_alive: KeepAlive = Field(description="OLLAMA_KEEP_ALIVE: a Go duration; -1 (or any negative) keeps the model loaded for good.")
+    keep_alive: str = Field(description="OLLAMA_KEEP_ALIVE: a Go duration; -1 (or any negative) keeps the model loaded for good.")
     num_parallel: Int = Field(ge=1, le=16, description="OLLAMA_NUM_PARALLEL: KV cache = numCtx × this.")
     max_loaded_models: Int = Field(ge=0, le=8, description="OLLAMA_MAX_LOADED_MODELS (0 = auto).")
     max_queue: Int = Field(512, ge=1, le=100000, description="OLLAMA_MAX_QUEUE: 503 beyond this.")
