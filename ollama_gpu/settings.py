@@ -561,6 +561,13 @@ class Settings(_Section):
                 "is dropped to f16 by Ollama when flash attention is off",
                 "set server.env.flashAttention: true, or kvCacheType: f16",
             )
+        gpu_figures = {"gpuFreeVram": self.hardware.gpu_free_vram, "gpuBandwidthGbps": self.hardware.gpu_bandwidth_gbps}
+        for key, value in gpu_figures.items():
+            if value is not None and not self.has_gpu:
+                raise SettingProblem(
+                    f"hardware.{key}", value, "describes a GPU, but profile none runs on the CPU only",
+                    "remove it, or choose a GPU profile (a10, v100)",
+                )
         if self.host is not None and self.ssh_private_key is None and self.host.ssh_agent_socket is None:
             raise SettingProblem(
                 "sshPrivateKey", None, "is missing, host.sshAgentSocket is not set, and no ssh-agent is running (SSH_AUTH_SOCK)",

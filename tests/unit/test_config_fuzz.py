@@ -16,7 +16,6 @@ import tempfile
 import types
 import typing
 from contextlib import ExitStack
-from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -206,13 +205,14 @@ def stack_files(draw) -> bytes:
     return data
 
 
-@dataclass(repr=False)
 class _Sandbox:
-    root: Path
-    bin: Path
-    scripts: Path
-    # Command texts already run: the same text behaves the same in a later example.
-    executed: set[str] = dataclass_field(default_factory=set)
+    """Where generated stack files are written and their commands run. Hypothesis prints it with
+    a failing example, so it prints short."""
+
+    def __init__(self, root: Path, bin_dir: Path, scripts: Path):
+        self.root, self.bin, self.scripts = root, bin_dir, scripts
+        # Command texts already run: the same text behaves the same in a later example.
+        self.executed: set[str] = set()
 
     def __repr__(self) -> str:
         return f"sandbox at {self.root}"
@@ -241,7 +241,7 @@ def sandbox():
         stack.enter_context(mock.patch.object(config_loader, "REPO", root))
         stack.enter_context(mock.patch.dict(os.environ, {"OLLAMA_GPU_OFFLINE": "1", "OLLAMA_GPU_CACHE": str(root / "cache")}))
         os.environ.pop("SSH_AUTH_SOCK", None)
-        yield _Sandbox(root=root, bin=bin_dir, scripts=scripts)
+        yield _Sandbox(root, bin_dir, scripts)
 
 
 def _assert_one_actionable_message(message: str) -> None:

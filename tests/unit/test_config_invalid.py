@@ -249,6 +249,9 @@ INVALID_CASES = [
     _case("num-keep-beyond-int32", "local", _local(_parameters(numKeep=2**31)), "model.parameters.numKeep", str(2**31)),
     _case("repeat-last-n-beyond-int32", "local", _local(_parameters(repeatLastN=2**31)),
           "model.parameters.repeatLastN", str(2**31)),
+    # Found by the property test: the planner refused GPU figures on a CPU-only stack with a traceback.
+    _case("gpu-free-vram-on-cpu-profile", "local", _local({"hardware": {"gpuFreeVram": "22.5GiB"}}),
+          "hardware.gpuFreeVram", str(int(22.5 * 2**30)), "GPU profile"),
     _case("gpu-free-vram-zero", "a10", _a10({"hardware": {"gpuFreeVram": 0}}), "hardware.gpuFreeVram", "0"),
     _case("gpu-free-vram-1000-pib", "a10", _a10({"hardware": {"gpuFreeVram": "1000PiB"}}), "hardware.gpuFreeVram",
           "'1000PiB'"),
