@@ -16,7 +16,7 @@ from pulumi_command import local, remote
 
 from ollama_gpu.docker_ssh import docker_host_url, docker_ssh_options
 from ollama_gpu.settings import HostSettings, Settings
-from ollama_gpu.shell import Value, as_command, render_script
+from ollama_gpu.shell import Value, inline_script_command, script_command
 
 HostCommand = Union[remote.Command, local.Command]
 LOCAL_DOCKER = "unix:///var/run/docker.sock"
@@ -69,14 +69,14 @@ class CommandTarget:
     ) -> HostCommand:
         """`script` and `delete` name files under scripts/; `privileged` runs them as root."""
         sudo = privileged and self.needs_sudo
-        create = as_command(render_script(script, params), name, sudo=sudo)
-        delete_command = as_command(render_script(*delete), f"{name}-delete", sudo=sudo) if delete else None
+        create = script_command(script, params, name, sudo=sudo)
+        delete_command = inline_script_command(*delete, f"{name}-delete", sudo=sudo) if delete else None
         if self.connection is None:
             return local.Command(
-                name, create=create, delete=delete_command, triggers=triggers,
+                name, create=create.line, stdin=create.stdin, delete=delete_command, triggers=triggers,
                 add_previous_output_in_env=False, opts=opts,
             )
         return remote.Command(
-            name, connection=self.connection, create=create, delete=delete_command,
+            name, connection=self.connection, create=create.line, stdin=create.stdin, delete=delete_command,
             triggers=triggers, add_previous_output_in_env=False, opts=opts,
         )

@@ -40,8 +40,8 @@ def build_stack_plan(settings: Settings) -> Optional[Plan]:
         "host_ram_bandwidth": hardware.host_ram_bandwidth_gbps * GB if hardware.host_ram_bandwidth_gbps else None,
         "prefill_tokens_per_s": hardware.prefill_tokens_per_second,
     }
-    return build_plan(
-        PlanInputs.for_profile(
+    try:
+        inputs = PlanInputs.for_profile(
             PROFILES[settings.profile],
             geometry,
             **{key: value for key, value in explicit.items() if value is not None},
@@ -55,7 +55,14 @@ def build_stack_plan(settings: Settings) -> Optional[Plan]:
             client_timeout_s=settings.client.timeout_seconds,
             alternatives=alternatives(settings.model.base),
         )
-    )
+        return build_plan(inputs)
+    except ValueError as error:
+        # The planner refuses inputs it cannot place (e.g. a GGUF whose head size a quantized KV
+        # cache cannot hold); that is a fact about this stack's settings, not a crash.
+        raise ConfigError(
+            f"stack '{settings.stack}': ollama-gpu:model.base = {settings.model.base!r} cannot be planned with "
+            f"these settings ({error}). Fix: check model.ggufPath, server.env.kvCacheType and hardware.*."
+        ) from None
 
 
 def plan_for(settings: Settings) -> Optional[dict[str, Any]]:

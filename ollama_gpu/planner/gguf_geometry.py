@@ -13,6 +13,8 @@ from typing import Any
 
 from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
 
+GGUF_MAGIC = b"GGUF"
+
 
 def _largest(value: Any) -> int:
     """Some architectures store per-layer arrays (e.g. head_count_kv); placement needs the max."""
@@ -60,13 +62,22 @@ def geometry_from_gguf(path: str | os.PathLike[str], name: str | None = None) ->
     """Geometry of a GGUF file, with its real tensor sizes and file size."""
     from gguf import GGUFReader  # imported here: only this path needs the gguf package
 
-    reader = GGUFReader(path)
+    if not os.path.isfile(path):
+        raise ValueError("is not a regular file")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ValueError(f"is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r})")
+    try:
+        reader = GGUFReader(path)
+        tensors = [TensorInfo(t.name, t.tensor_type.name, tuple(int(d) for d in t.shape)) for t in reader.tensors]
+    except Exception as error:  # noqa: BLE001 - the gguf package reports a damaged file with whatever its parsing hits
+        raise ValueError(f"is truncated or damaged ({type(error).__name__}: {error})") from None
 
     def get(key: str) -> Any:
         field = reader.fields.get(key)
         return None if field is None else field.contents()
 
-    tensors = [TensorInfo(t.name, t.tensor_type.name, tuple(int(d) for d in t.shape)) for t in reader.tensors]
     for stored, computed in zip(reader.tensors, tensors):
         if stored.n_bytes != computed.nbytes:
             raise ValueError(f"{path}: {stored.name} holds {stored.n_bytes} bytes, expected {computed.nbytes}")

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 STACKS = ("a10", "v100", "local")
 
 # A public key of the right shape: host keys are not secrets, and nothing connects to it.
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sbGFtYS1ncHUgdW5pdCB0ZXN0IGhvc3Qga2V5IQ"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sbGFtYS1ncHUgdW5pdCB0ZXN0IGhvc3Qga2V5ISEh"
 HOST_ADDRESS = "203.0.113.10"
 # Stands in for the operator's $SSH_AUTH_SOCK: the committed remote stacks name no identity.
 AGENT_SOCKET = "/run/ollama-gpu-test/agent.sock"
@@ -173,18 +173,20 @@ def happens_after(run: ProgramRun, later: str, earlier: str) -> bool:
 
 
 def script_parameters(command: str) -> dict[str, str]:
-    """The NAME=value lines render_script binds right after the script's shebang, read back
-    with shell quoting rules."""
-    lines = command.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("#!")) + 1
-    values = {}
-    for line in lines[start:]:
-        words = shlex.split(line) if line and line[0].isupper() and "=" in line else []
-        if len(words) != 1:
-            break
-        name, _, value = words[0].partition("=")
-        values[name] = value
-    return values
+    """The NAME=value words script_command hands to `env` ahead of `bash -c`, or the assignments
+    render_script binds after a script's shebang (a container entrypoint), read back with shell
+    quoting rules."""
+    if command.startswith("#!"):
+        assignments = []
+        for line in command.splitlines()[1:]:
+            words = shlex.split(line) if line[:1].isupper() and "=" in line else []
+            if len(words) != 1:
+                break
+            assignments.append(words[0])
+    else:
+        words = shlex.split(command.replace("\\\n", " "))
+        assignments = words[words.index("env") + 1:words.index("bash")]
+    return dict(word.partition("=")[::2] for word in assignments)
 
 
 def is_secret(value: Any) -> bool:

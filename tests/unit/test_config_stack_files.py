@@ -7,7 +7,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ollama_gpu.config_loader import SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file
+from ollama_gpu.config_loader import (
+    PLAINTEXT_SECRET, SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file,
+)
 from ollama_gpu.errors import ConfigError
 from ollama_gpu.profiles import PROFILE_DEFAULTS
 from tests.unit.conftest import AGENT_SOCKET, HOST_ADDRESS, HOST_KEY, REPO, STACKS, stack_values
@@ -106,11 +108,12 @@ def test_the_agent_socket_is_checked_for_but_never_kept():
     """The providers find the agent through their own environment; a stored path would be dead
     on another machine or in a new shell."""
     host = {"address": HOST_ADDRESS, "hostKey": HOST_KEY}
-    for values in ({"profile": "a10", "host": host}, {"profile": "a10", "host": host, "sshPrivateKey": "key"}):
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----"
+    for values in ({"profile": "a10", "host": host}, {"profile": "a10", "host": host, "sshPrivateKey": key}):
         settings = load_settings("a10", values, agent_socket=AGENT_SOCKET)
         assert AGENT_SOCKET not in settings.model_dump_json() and AGENT_SOCKET not in repr(settings)
-    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": "key"}, agent_socket=None)
-    assert with_key.ssh_private_key.get_secret_value() == "key"
+    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": key}, agent_socket=None)
+    assert with_key.ssh_private_key.get_secret_value() == key
     local = load_settings("local", {"profile": "none"}, agent_socket=None)
     assert local.host is None
 
@@ -137,11 +140,16 @@ def test_engine_config_decodes_objects_and_keeps_plain_strings():
         "ollama-gpu:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
         "other:server": '{"port": 1}',
     }
-    assert values_from_engine_config(engine) == {
+    assert values_from_engine_config("a10", engine, secret_keys=["ollama-gpu:sshPrivateKey"]) == {
         "profile": "a10",
         "server": {"port": 11500},
         "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
     }
+
+
+def test_a_private_key_the_engine_does_not_hold_as_a_secret_never_reaches_the_settings():
+    engine = {"ollama-gpu:profile": "a10", "ollama-gpu:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+    assert values_from_engine_config("a10", engine)["sshPrivateKey"] == PLAINTEXT_SECRET
 
 
 def test_every_stack_file_in_the_repository_is_covered():

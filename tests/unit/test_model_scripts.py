@@ -14,7 +14,7 @@ from typing import Callable, Optional, Union
 
 import pytest
 
-from ollama_gpu.shell import as_command, declared_parameters, render_script
+from ollama_gpu.shell import declared_parameters, script_command
 from tests.unit.conftest import REPO
 
 API_LIB = REPO / "scripts" / "host" / "lib" / "api.sh"
@@ -97,9 +97,9 @@ def _closed_port_url() -> str:
 
 
 def _run(script: str, params: dict, env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    """The script as the program runs it: only its declared parameters, bound by render_script."""
-    text = render_script(script, {name: params[name] for name in declared_parameters(script)})
-    return subprocess.run(["/bin/sh", "-c", as_command(text, script)], capture_output=True, text=True,
+    """The script as the program runs it: only its declared parameters, the command and its stdin."""
+    command = script_command(script, {name: params[name] for name in declared_parameters(script)}, script)
+    return subprocess.run(["/bin/sh", "-c", command.line], input=command.stdin, capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})})
 
 

@@ -375,14 +375,14 @@ def test_sudo_only_for_privileged_steps_and_only_for_a_non_root_user(deploy, use
     for command in run.of_type(REMOTE_COMMAND):
         # The alias step's report reads `docker logs`, which needs root (or the docker group).
         privileged = command.name in HOST_PREP_STEPS or command.name == "model-alias"
-        expected = "sudo -n bash -c " if privileged and privileged_sudo else "bash -c "
+        expected = "sudo -n env " if privileged and privileged_sudo else "env "
         assert first_line(command).startswith(expected), command.name
         if command.inputs.get("delete"):
             assert command.inputs["delete"].startswith(expected), command.name
 
 
 def test_local_commands_never_use_sudo(stack_run):
-    assert all(first_line(c).startswith("bash -c ") for c in commands(stack_run("local")))
+    assert all(first_line(c).startswith("env ") for c in commands(stack_run("local")))
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -37,3 +37,17 @@ def test_unreachable_host_is_refused_before_anything_is_registered(reject, ssh_a
     message = reject("a10", remote_config("a10", address="127.0.0.1", port=1))
     assert message.startswith("stack 'a10': cannot reach ollama-gpu:host.address = '127.0.0.1' on SSH port 1")
     assert "Fix:" in message
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [(b"", "is not a GGUF file"), (b"GGUF\x03\x00", "is truncated or damaged"), (None, "is not a regular file")],
+    ids=["empty", "truncated", "missing"],
+)
+def test_a_gguf_path_that_is_not_a_whole_gguf_is_one_message(reject, tmp_path, content, says):
+    path = tmp_path / "model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    message = reject("a10", remote_config("a10", {"model": {"ggufPath": str(path)}}))
+    assert message.startswith(f"stack 'a10': ollama-gpu:model.ggufPath = '{path}' cannot be read ({says}")
+    assert "Fix:" in message and "Traceback" not in message

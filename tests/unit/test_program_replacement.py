@@ -42,7 +42,7 @@ def _changed_inputs(before, after, name: str) -> set[str]:
 def _script_body(command: str) -> list[str]:
     """The command's lines other than the NAME=value parameter bindings."""
     bound = {f"{name}=" for name in script_parameters(command)}
-    return [line for line in command.splitlines() if not line.startswith(tuple(bound))]
+    return [line for line in command.splitlines() if not line.lstrip().startswith(tuple(bound))]
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -6,10 +6,12 @@ the state, where a new shell or another machine would find it dead."""
 import json
 
 import pytest
+import yaml
 from pulumi.runtime.sync_await import _sync_await
 
 from components.transport import CommandTarget
-from ollama_gpu.config_loader import load_settings
+from ollama_gpu.config_loader import load_settings, values_from_stack_file
+from ollama_gpu.errors import ConfigError
 from ollama_gpu.stack_render import _format_run
 from tests.unit.conftest import (
     CONTAINER,
@@ -119,3 +121,54 @@ def test_settings_never_print_the_key(keyed_config, leaks):
     settings = load_settings("a10", keyed_config)
     assert not leaks(repr(settings)) and not leaks(str(settings))
     assert not leaks(settings.model_dump_json())
+
+
+# --- the key must be a Pulumi secret, and is never printed back ---------------------------------
+
+
+def test_a_key_the_engine_does_not_hold_as_a_secret_is_refused_and_not_echoed(reject, keyed_config, leaks, offline_env):
+    """A forgotten --secret commits the key to the stack file: refuse before anything is written."""
+    message = reject("a10", keyed_config)
+    assert "ollama-gpu:sshPrivateKey = [secret]: is stored in plain text" in message
+    assert "pulumi config set --secret sshPrivateKey" in message
+    assert not leaks(message)
+    assert not list(offline_env.rglob("id"))
+
+
+def test_a_plaintext_key_in_the_stack_file_is_refused_and_not_echoed(tmp_path, private_key, leaks):
+    stack_file = tmp_path / "Pulumi.a10.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {
+        "ollama-gpu:profile": "a10",
+        "ollama-gpu:host": {"address": "203.0.113.10", "hostKey": remote_config("a10")["host"]["hostKey"]},
+        "ollama-gpu:sshPrivateKey": private_key,
+    }}))
+    with pytest.raises(ConfigError) as refused:
+        load_settings("a10", values_from_stack_file(stack_file))
+    assert "ollama-gpu:sshPrivateKey = [secret]: is stored in plain text" in str(refused.value)
+    assert not leaks(str(refused.value))
+
+
+@pytest.mark.parametrize(
+    "secure",
+    [pytest.param("", id="empty"), pytest.param(None, id="null"), pytest.param(42, id="number"),
+     pytest.param({"nested": "x"}, id="mapping")],
+)
+def test_a_secure_value_that_is_not_ciphertext_text_is_refused(tmp_path, secure):
+    stack_file = tmp_path / "Pulumi.a10.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"ollama-gpu:profile": "a10", "ollama-gpu:sshPrivateKey": {"secure": secure}}}))
+    with pytest.raises(ConfigError, match=r"^stack 'a10': invalid configuration\n  ollama-gpu:sshPrivateKey = "):
+        values_from_stack_file(stack_file)
+
+
+@pytest.mark.parametrize("value", ["", "   ", "ssh-ed25519 AAAA a public key"], ids=["empty", "blank", "public-key"])
+def test_a_secret_that_is_no_private_key_is_refused_without_echo(reject, value):
+    config = remote_config("a10", {"sshPrivateKey": value}, sshAgentSocket=None)
+    message = reject("a10", config, secret_keys=["sshPrivateKey"])
+    assert "ollama-gpu:sshPrivateKey = [secret]: " in message
+    assert "a public key" not in message
+
+
+def test_a_private_key_pasted_as_the_host_key_is_not_echoed(reject, private_key, leaks):
+    message = reject("a10", remote_config("a10", hostKey=private_key))
+    assert "ollama-gpu:host.hostKey = (not shown: it looks like a private key)" in message
+    assert not leaks(message)

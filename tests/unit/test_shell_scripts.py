@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ollama_gpu import shell
-from ollama_gpu.shell import as_command, declared_parameters, render_script
+from ollama_gpu.shell import declared_parameters, render_script, script_command
 from tests.unit.conftest import REPO
 
 SCRIPTS = REPO / "scripts"
@@ -168,9 +168,9 @@ def test_an_inlined_library_runs_where_no_library_file_exists(probe_dir, tmp_pat
         '#!/usr/bin/env bash\nset -euo pipefail\n: "${WHO:?}"\n# shellcheck source=lib/greet.sh\n'
         'source "${BASH_SOURCE%/*}/lib/greet.sh"\ngreet "$WHO"\n'
     )
-    text = render_script("greeter.sh", {"WHO": "world"})
-    assert "Says hello" not in text
-    result = subprocess.run(["/bin/sh", "-c", as_command(text, "greeter")], capture_output=True, text=True, cwd=tmp_path)
+    command = script_command("greeter.sh", {"WHO": "world"}, "greeter")
+    assert "Says hello" not in command.stdin
+    result = subprocess.run(["/bin/sh", "-c", command.line], input=command.stdin, capture_output=True, text=True, cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "hello world"), result.stderr
 
 
@@ -194,13 +194,7 @@ def test_heredocs_survive_rendering_line_for_line(script):
         assert f"\n{joined}\n" in text, f"{script}: a heredoc changed in rendering:\n{joined}"
 
 
-def test_a_value_holding_the_heredoc_terminator_is_refused(probe_dir):
-    text = render_script("probe.sh", {"OUT_DIR": "/o", "TRICKY": "x\nOLLAMA_GPU_SCRIPT_END\ny", "EMPTY": ""})
-    with pytest.raises(ValueError, match="terminator"):
-        as_command(text, "probe")
-
-
-# --- as_command: the script arrives intact under every shell that may run it ---------------------
+# --- script_command: the script and every value arrive intact under every shell that may run it --
 
 
 @pytest.fixture
@@ -214,32 +208,79 @@ def fake_sudo(tmp_path) -> Path:
     return bin_dir
 
 
-@pytest.mark.parametrize("login_shell", ["/bin/sh", "dash", "bash"])
-@pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
-def test_command_delivers_the_script_intact(probe_dir, tmp_path, fake_sudo, login_shell, sudo):
+LOGIN_SHELLS = ["/bin/sh", "dash", "bash"]
+
+
+def _run_probe(tmp_path, fake_sudo, login_shell, sudo, tricky) -> tuple[subprocess.CompletedProcess, Path]:
     shell_path = login_shell if login_shell.startswith("/") else _required_tool(login_shell)
     out = tmp_path / "out"
     out.mkdir()
-    script = render_script("probe.sh", {"OUT_DIR": str(out), "TRICKY": TRICKY, "EMPTY": ""})
-    command = as_command(script, "probe-step", sudo=sudo)
+    command = script_command("probe.sh", {"OUT_DIR": str(out), "TRICKY": tricky, "EMPTY": ""}, "probe-step", sudo=sudo)
     env = {**os.environ, "PATH": f"{fake_sudo}:{os.environ['PATH']}"}
-
     result = subprocess.run([shell_path, "-c", command], input="stdin must not reach the script\n",
-                            capture_output=True, text=True, env=env)
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    return result, out
+
+
+@pytest.mark.parametrize("login_shell", LOGIN_SHELLS)
+@pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
+def test_command_delivers_the_script_intact(probe_dir, tmp_path, fake_sudo, login_shell, sudo):
+    result, out = _run_probe(tmp_path, fake_sudo, login_shell, sudo, TRICKY)
 
     assert result.returncode == 0, result.stderr
     assert (out / "tricky").read_text() == TRICKY
     assert (out / "empty").read_text() == ""
     assert (out / "name").read_text() == "probe-step"
-    assert (out / "script").read_text() == script.rstrip("\n")
+    assert (out / "script").read_text() == PROBE.rstrip("\n")
     assert not (out / "stdin").exists()
+
+
+# Each would run `touch pwned` in the working directory if it escaped its quoting. The first is the
+# injection that escaped the old heredoc transport: a line starting with its terminator and `)`.
+BREAKOUTS = [
+    'x\nOLLAMA_GPU_SCRIPT_END)" ; touch pwned ; : "',
+    "x\nOLLAMA_GPU_SCRIPT_END\ntouch pwned\n",
+    "'; touch pwned; '",
+    "'\"'\"'; touch pwned #",
+    "$(touch pwned)",
+    "`touch pwned`",
+    '"; touch pwned; "',
+    "\\'; touch pwned; echo \\",
+    "x\r\ntouch pwned\r\n",
+    ") ; touch pwned ; (",
+    "\\\ntouch pwned",
+    "${IFS}$(touch${IFS}pwned)",
+]
+
+
+@pytest.mark.parametrize("login_shell", LOGIN_SHELLS)
+@pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
+@pytest.mark.parametrize("payload", BREAKOUTS)
+def test_no_value_breaks_out_of_the_command(probe_dir, tmp_path, fake_sudo, login_shell, sudo, payload):
+    result, out = _run_probe(tmp_path, fake_sudo, login_shell, sudo, payload)
+
+    assert not (tmp_path / "pwned").exists(), f"the value ran as code:\n{result.stderr}"
+    assert result.returncode == 0, result.stderr
+    assert (out / "tricky").read_bytes().decode() == payload
+
+
+def test_a_nul_byte_is_refused_not_truncated(probe_dir):
+    with pytest.raises(ValueError, match="TRICKY: a NUL byte"):
+        script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a\0b", "EMPTY": ""}, "probe")
+
+
+def test_a_changed_value_is_one_changed_line_of_the_command(probe_dir):
+    before = script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a b", "EMPTY": ""}, "probe").splitlines()
+    after = script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a c", "EMPTY": ""}, "probe").splitlines()
+    assert [(b, a) for b, a in zip(before, after) if b != a] == [("  TRICKY='a b' \\", "  TRICKY='a c' \\")]
 
 
 @pytest.mark.parametrize("script", RENDERED_SCRIPTS)
 def test_every_program_script_renders_to_valid_shell(script):
-    text = render_script(script, {name: "value with 'quotes' and spaces" for name in declared_parameters(script)})
+    params = {name: "value with 'quotes' and spaces" for name in declared_parameters(script)}
+    text = render_script(script, params)
     assert subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True).returncode == 0
-    command = as_command(text, script)
+    command = script_command(script, params, script)
     for login_shell in ("/bin/sh", "bash"):
         parsed = subprocess.run([login_shell, "-n", "-c", command], capture_output=True, text=True)
         assert parsed.returncode == 0, parsed.stderr
@@ -250,10 +291,10 @@ def test_every_program_script_renders_to_valid_shell(script):
 
 def _run_alias_delete(api_url: str) -> subprocess.CompletedProcess:
     _required_tool("curl")
-    script = render_script("host/model-alias-delete.sh", {
+    command = script_command("host/model-alias-delete.sh", {
         "API_URL": api_url, "ALIAS": "qwen3-0.6b:ctx8k", "DELETE_REQUEST": '{"model": "qwen3-0.6b:ctx8k"}',
-    })
-    return subprocess.run(["/bin/sh", "-c", as_command(script, "model-alias-delete")],
+    }, "model-alias-delete")
+    return subprocess.run(["/bin/sh", "-c", command],
                           capture_output=True, text=True, timeout=30)
 
 
