@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.engine_stop import exit_quietly_when_stopped
 from components.host_prep import HostPrep
 from components.model_alias import ModelAlias, create_request
 from components.ollama_server import OllamaServer, load_timeout_seconds
@@ -13,6 +14,8 @@ from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
 from ollama_gpu.verification import expected_offload
 
+# A failed step ends the update with its own reason, not a traceback of the SDK's shutdown.
+exit_quietly_when_stopped()
 # 0. Typed config, validated as a whole: one message and nothing registered if it is wrong.
 settings = load_settings_or_fail()
 # 0b. Where layers and KV cache land, the decode bound and the prompt budget; refuses a model that cannot load.

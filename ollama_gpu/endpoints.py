@@ -32,4 +32,6 @@ def tunnel_command(settings: Settings) -> str:
         return ""
     port = settings.server.port
     destination = shlex.quote(f"{settings.host.user}@{settings.host.address}")
-    return f"ssh -N -L {port}:127.0.0.1:{port} -p {settings.host.port} -- {destination}"
+    # ExitOnForwardFailure: with the local port taken (a laptop's own Ollama), ssh stops instead of
+    # leaving smoke and bench to talk to that other server.
+    return f"ssh -N -o ExitOnForwardFailure=yes -L {port}:127.0.0.1:{port} -p {settings.host.port} -- {destination}"

@@ -215,6 +215,21 @@ def test_frozen_server_restarts_and_reloads_the_alias_by_itself(deployment: Depl
         time.sleep(2)
 
 
+def test_a_failed_step_ends_the_update_with_its_own_reason(deployment: Deployment):
+    """A pull the registry cannot serve: the update stops with the server's reason, in a few lines,
+    without the script's text or a traceback of the SDK's shutdown."""
+    deployment.pulumi("config", "set", "--path", "model.base", "no-such-model:latest")
+    up = deployment.pulumi("up", "--yes", check=False)
+    deployment.pulumi("config", "set", "--path", "model.base", MODEL)
+    output = up.stdout + up.stderr
+    assert up.returncode != 0
+    assert "pulling" in output and "no-such-model" in output and "file does not exist" in output, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    # The script travels on stdin: the error repeats only the short command line.
+    assert "api_call()" not in output and "base64" not in output, output
+    deployment.pulumi("preview", "--expect-no-changes")
+
+
 def test_destroy_from_a_fresh_clone_keeps_the_models(deployment: Deployment):
     other = fresh_checkout(deployment.workdir / "second-clone", deployment.checkout.env)
     (other.path / f"Pulumi.{STACK}.yaml").write_text((deployment.checkout.path / f"Pulumi.{STACK}.yaml").read_text())
