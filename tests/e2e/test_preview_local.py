@@ -58,3 +58,19 @@ def test_the_policy_pack_runs_and_passes_the_local_stack(local_stack: tuple[Path
     assert "Loading policy packs...: done" in preview.stdout
     assert "ollama-gpu@v1.0.0 (local: policy)" in preview.stdout
     assert "[mandatory]" not in preview.stdout
+
+
+def test_the_policy_pack_stops_a_program_whose_volume_would_be_lost(local_stack: tuple[Path, dict[str, str]]) -> None:
+    """No valid stack violates the pack (the program refuses the same things first), so the
+    violating case is a program whose models volume lost its retain label, as a careless edit
+    would leave it: the pack must fail the preview, as CI's preview would."""
+    program, env = local_stack
+    server = program / "components" / "ollama_server.py"
+    labelled = "labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value=\"true\")],"
+    assert labelled in server.read_text()
+    server.write_text(server.read_text().replace(labelled, ""))
+
+    preview = run_pulumi(["preview", "--policy-pack", "policy", "-s", STACK], program, env, check=False)
+
+    assert preview.returncode != 0
+    assert "[mandatory]" in preview.stdout and "models-volume-retained" in preview.stdout, preview.stdout
