@@ -131,6 +131,9 @@ class LocalDeployment:
         return result.stdout + result.stderr
 
     def run_command(self, resource_name: str, key: str = "create") -> subprocess.CompletedProcess[str]:
-        """Runs a registered local.Command's text exactly as the provider does: `/bin/sh -c`."""
-        text = self.run.by_name(resource_name).inputs[key]
-        return subprocess.run(["/bin/sh", "-c", text], capture_output=True, text=True, check=False)
+        """Runs a registered local.Command exactly as the provider does: its text under `/bin/sh -c`,
+        its `stdin` fed to create and delete alike."""
+        inputs = self.run.by_name(resource_name).inputs
+        return subprocess.run(
+            ["/bin/sh", "-c", inputs[key]], input=inputs.get("stdin"), capture_output=True, text=True, check=False
+        )

@@ -84,8 +84,9 @@ def target_of(command: RecordedResource, test_host: harness.SshHost) -> harness.
 
 
 def run_step(run: ProgramRun, step: str, test_host: harness.SshHost):
+    """Runs a registered remote.Command as the provider does: its text, with its `stdin`."""
     command = run.by_name(step)
-    return target_of(command, test_host).run(command.inputs["create"])
+    return target_of(command, test_host).run(command.inputs["create"], stdin=command.inputs.get("stdin"))
 
 
 def run_steps(run: ProgramRun, steps: list[str], test_host: harness.SshHost) -> dict[str, str]:

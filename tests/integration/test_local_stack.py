@@ -260,9 +260,9 @@ def server_pull_error(deployed: LocalDeployment, pull_step: LocalDeployment) -> 
 
 
 def _rendered_value(command: str, name: str) -> str:
-    """A parameter's value as the rendered script binds it (NAME='...' on a line of its own)."""
-    match = re.search(rf"^{name}=(.*)$", command, re.MULTILINE)
-    assert match, f"{name} is not bound in the rendered script"
+    """A parameter's value as the command line binds it (an `env` word NAME='...' on a line of its own)."""
+    match = re.search(rf"^\s*{name}=(.*?)\s*\\$", command, re.MULTILINE)
+    assert match, f"{name} is not bound in the command line"
     (value,) = shlex.split(match.group(1))
     return value
 
