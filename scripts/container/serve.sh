@@ -3,7 +3,9 @@
 # after every start (first deploy, a health-check restart, a VM reboot) the model is in memory
 # before the first request instead of that request paying the whole load. The alias may not exist
 # yet (first deploy): then nothing is loaded and the deploy's alias step loads it.
-# Runs under docker-init (PID 1); the health check's kill reaches this shell and the server alike.
+# Runs under docker-init (PID 1), which signals only this shell: `docker stop`, a replacement or a
+# reboot must reach the server too, so it gets a clean shutdown rather than the kernel's SIGKILL.
+# The health check's kill -1 reaches this shell and the server alike.
 set -uo pipefail
 : "${WARM_MODEL:?}"
 : "${READY_TIMEOUT_SECONDS:?}"
@@ -30,5 +32,13 @@ warm() {
   fi
 }
 
+trap 'kill -TERM "$server" 2>/dev/null' TERM INT
 warm &
+# wait returns early when a trapped signal arrives; then wait again for the server to finish.
 wait "$server"
+status=$?
+if kill -0 "$server" 2>/dev/null; then
+  wait "$server"
+  status=$?
+fi
+exit "$status"

@@ -20,7 +20,9 @@ if api_call POST /api/show "$SHOW_REQUEST" >/dev/null 2>&1; then
 fi
 
 echo "ollama-gpu: pulling $PULL_NAME (at most ${PULL_TIMEOUT_SECONDS}s)"
-last_status='' last_step=-1 outcome=''
+curl_errors=$(mktemp)
+trap 'rm -f "$curl_errors"' EXIT
+last_status='' last_step=-1 outcome='' curl_status=''
 # Each line of the stream is one JSON object; only "status", "completed", "total" and "error"
 # matter, and they are flat fields, so a pattern match suffices (no JSON tool on a bare VM).
 while IFS= read -r line; do
@@ -28,6 +30,10 @@ while IFS= read -r line; do
     reason=${BASH_REMATCH[1]}
     outcome="error: ${reason//\\\"/\"}"
     break
+  fi
+  if [[ $line =~ ^ollama-gpu-curl-exit:([0-9]+)$ ]]; then
+    curl_status=${BASH_REMATCH[1]}
+    continue
   fi
   [[ $line =~ \"status\":\"([^\"]*)\" ]] || continue
   status=${BASH_REMATCH[1]}
@@ -47,13 +53,25 @@ while IFS= read -r line; do
     echo "ollama-gpu: $status"
     last_status=$status last_step=-1
   fi
-done < <(curl -sS -N --max-time "$PULL_TIMEOUT_SECONDS" "$API_URL/api/pull" -d "$PULL_REQUEST" 2>&1 || true)
+done < <(
+  exit_code=0
+  curl -sS -N --max-time "$PULL_TIMEOUT_SECONDS" "$API_URL/api/pull" -d "$PULL_REQUEST" 2>"$curl_errors" ||
+    exit_code=$?
+  # The stream ends with curl's own verdict (on a line of its own: a cut stream may end mid-line),
+  # so a timeout and a dead server read differently.
+  printf '\nollama-gpu-curl-exit:%s\n' "$exit_code"
+)
 
 case $outcome in
   success) echo "ollama-gpu: changed: pulled $PULL_NAME" ;;
   '')
-    echo "ollama-gpu: pulling $PULL_NAME did not finish within ${PULL_TIMEOUT_SECONDS}s" \
-      "(model.pullTimeout) or the server stopped answering; last status: ${last_status:-none}" >&2
+    if [[ $curl_status == 28 ]]; then
+      echo "ollama-gpu: pulling $PULL_NAME did not finish within ${PULL_TIMEOUT_SECONDS}s" \
+        "(model.pullTimeout); last status: ${last_status:-none}" >&2
+    else
+      echo "ollama-gpu: pulling $PULL_NAME failed: the server stopped answering" \
+        "($(tr '\n' ' ' <"$curl_errors")); last status: ${last_status:-none}" >&2
+    fi
     exit 1
     ;;
   *)
