@@ -7,9 +7,11 @@ out of rendered command text, secrets by Pulumi's wire marker.
 """
 
 import base64
+import http.server
 import os
 import shlex
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -121,6 +123,36 @@ def _record_providers(monkeypatch) -> None:
 def ssh_agent(offline_env, monkeypatch) -> str:
     monkeypatch.setenv("SSH_AUTH_SOCK", AGENT_SOCKET)
     return AGENT_SOCKET
+
+
+@pytest.fixture
+def api_answering():
+    """A stand-in for the Ollama API whose DELETE /api/delete answers with a chosen status; the
+    (path, body) of each request it gets lands in `start.received`."""
+    servers = []
+
+    def start(status: int) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_DELETE(self):
+                start.received.append((self.path, self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
+                self.send_response(status if self.path == "/api/delete" else 400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A short poll: shutdown() waits for it.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    start.received = []
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

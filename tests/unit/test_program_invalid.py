@@ -44,7 +44,7 @@ def test_unreachable_host_is_refused_before_anything_is_registered(reject, ssh_a
     [(b"", "is not a GGUF file"), (b"GGUF\x03\x00", "is truncated or damaged"), (None, "is not a regular file")],
     ids=["empty", "truncated", "missing"],
 )
-def test_a_gguf_path_that_is_not_a_whole_gguf_is_one_message(reject, tmp_path, content, says):
+def test_a_gguf_path_that_is_not_a_whole_gguf_is_one_message(reject, ssh_agent, tmp_path, content, says):
     path = tmp_path / "model.gguf"
     if content is not None:
         path.write_bytes(content)

@@ -5,14 +5,19 @@ it is about: model parameters → the alias step (in place: create, load, report
 the container, and with the new container's id the alias step; the alias name or the models volume
 → the alias step is replaced, old alias deleted first."""
 
+import difflib
 import json
+import shutil
 
 import pytest
 
+from ollama_gpu import shell
 from tests.unit.conftest import (
     CONTAINER,
     DOCKER_STEP,
+    MODEL_STEPS,
     REMOTE_IMAGE,
+    REPO,
     STACKS,
     VOLUME,
     registered_id,
@@ -145,6 +150,73 @@ def test_a_docker_engine_setting_reruns_only_that_host_step(deploy):
     before = deploy("a10", remote_config("a10"))
     after = deploy("a10", remote_config("a10", {"hostPrep": {"dockerRegistryMirror": "http://10.0.0.5:5000"}}))
     assert _changed(before, after) == {DOCKER_STEP}
+
+
+@pytest.fixture
+def edited_scripts(tmp_path, monkeypatch):
+    """Edits a copy of scripts/ that the program then renders from: edit(path, old, new)."""
+    copy = tmp_path / "scripts"
+    shutil.copytree(REPO / "scripts", copy)
+    monkeypatch.setattr(shell, "SCRIPTS", copy)
+
+    def edit(path: str, old: str, new: str) -> None:
+        script = copy / path
+        text = script.read_text()
+        assert text.count(old) == 1, f"{path} no longer holds {old!r}"
+        script.write_text(text.replace(old, new))
+
+    return edit
+
+
+def _changed_lines(old: str, new: str) -> list[str]:
+    """What `pulumi preview --diff` shows of a text input, less the context lines."""
+    return [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+            if line[:1] in "-+" and line[:3] not in ("---", "+++")]
+
+
+PULL_LINE = 'echo "ollama-gpu: pulling $PULL_NAME (at most ${PULL_TIMEOUT_SECONDS}s)"'
+
+
+def test_a_script_edit_shows_as_its_changed_line_in_that_steps_stdin(deploy, edited_scripts):
+    before = deploy("a10", remote_config("a10"))
+    edited_scripts("host/model-pull.sh", PULL_LINE, PULL_LINE.replace("pulling", "now pulling"))
+    after = deploy("a10", remote_config("a10"))
+
+    assert _changed(before, after) == {"model-pull"}
+    # The command line stays as it was: the step updates in place and the diff is the script's text.
+    assert _changed_inputs(before, after, "model-pull") == {"stdin"}
+    old, new = before.by_name("model-pull").inputs["stdin"], after.by_name("model-pull").inputs["stdin"]
+    assert _changed_lines(old, new) == [f"-{PULL_LINE}", f"+{PULL_LINE.replace('pulling', 'now pulling')}"]
+
+
+def test_a_library_edit_shows_in_the_stdin_of_each_step_that_inlines_it(deploy, edited_scripts):
+    before = deploy("a10", remote_config("a10"))
+    edited_scripts("host/lib/api.sh", "the server did not answer", "no answer from the server")
+    after = deploy("a10", remote_config("a10"))
+
+    assert _changed(before, after) == set(MODEL_STEPS)
+    for name in MODEL_STEPS:
+        assert _changed_inputs(before, after, name) == {"stdin"}
+        changed = _changed_lines(before.by_name(name).inputs["stdin"], after.by_name(name).inputs["stdin"])
+        assert len(changed) == 2 and "no answer from the server" in changed[1], name
+
+
+def test_a_delete_script_edit_changes_only_that_delete(deploy, edited_scripts):
+    """The delete carries its script base64-encoded in its line (the resource's stdin is the
+    create's): an edit there changes that one input, and no step runs again for it."""
+    before = deploy("a10", remote_config("a10"))
+    edited_scripts("host/model-alias-delete.sh", "deleted alias $ALIAS", "removed alias $ALIAS")
+    after = deploy("a10", remote_config("a10"))
+    assert _changed(before, after) == {"model-alias"}
+    assert _changed_inputs(before, after, "model-alias") == {"delete"}
+    assert script_parameters(after.by_name("model-alias").inputs["delete"]) == script_parameters(before.by_name("model-alias").inputs["delete"])
+
+
+def test_a_comment_edit_in_a_script_changes_nothing(deploy, edited_scripts):
+    before = deploy("a10", remote_config("a10"))
+    edited_scripts("host/model-pull.sh", PULL_LINE, f"# Says how long it may take.\n{PULL_LINE}")
+    edited_scripts("host/model-alias-delete.sh", "set -euo pipefail\n", "set -euo pipefail\n\n# Reworded.\n")
+    assert _changed(before, deploy("a10", remote_config("a10"))) == set()
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -51,8 +51,8 @@ def test_no_command_text_holds_the_key(keyed_run, leaks):
     commands = keyed_run.of_type(REMOTE_COMMAND)
     assert commands
     for command in commands:
-        for script in ("create", "delete"):
-            assert not leaks(command.inputs.get(script) or ""), f"{command.name}.{script}"
+        for text in ("create", "stdin", "delete"):
+            assert not leaks(command.inputs.get(text) or ""), f"{command.name}.{text}"
 
 
 def test_no_container_input_holds_the_key(keyed_run, leaks):

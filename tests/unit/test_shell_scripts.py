@@ -1,21 +1,21 @@
 """The project's shell scripts: shellcheck-clean, rendered with exactly their declared parameters,
-and delivered byte for byte by the command text that pulumi-command hands to `sh -c` (local) or
-to the SSH user's shell (remote), with or without `sudo -n`."""
+and delivered byte for byte by what pulumi-command hands to `sh -c` (local) or to the SSH user's
+shell (remote), with or without `sudo -n`: a create as a short command line with the script on its
+stdin, a delete as a command line that carries its script itself, whatever stdin it is given."""
 
-import http.server
+import base64
 import os
 import re
 import shutil
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from ollama_gpu import shell
-from ollama_gpu.shell import declared_parameters, render_script, script_command
-from tests.unit.conftest import REPO
+from ollama_gpu.shell import declared_parameters, inline_script_command, render_script, script_command
+from tests.unit.conftest import REPO, script_parameters
 
 SCRIPTS = REPO / "scripts"
 
@@ -209,30 +209,69 @@ def fake_sudo(tmp_path) -> Path:
 
 
 LOGIN_SHELLS = ["/bin/sh", "dash", "bash"]
+# A create command runs with its script on stdin; pulumi-command feeds that same stdin (the create
+# script) to the resource's delete, which carries its own script in its command line.
+TRANSPORTS = ["create", "delete"]
+# What a delete finds on its stdin: a script that must not run (it would leave `ran-create`).
+CREATE_STDIN = "#!/usr/bin/env bash\ntouch ran-create\n"
 
 
-def _run_probe(tmp_path, fake_sudo, login_shell, sudo, tricky) -> tuple[subprocess.CompletedProcess, Path]:
+def _probe_invocation(transport, params, sudo) -> tuple[str, str]:
+    """The command line and the stdin pulumi-command would hand the shell for the probe."""
+    if transport == "create":
+        command = script_command("probe.sh", params, "probe-step", sudo=sudo)
+        return command.line, command.stdin
+    return inline_script_command("probe.sh", params, "probe-step", sudo=sudo), CREATE_STDIN
+
+
+def _run_probe(tmp_path, fake_sudo, login_shell, sudo, tricky, transport="create") -> tuple[subprocess.CompletedProcess, Path]:
     shell_path = login_shell if login_shell.startswith("/") else _required_tool(login_shell)
     out = tmp_path / "out"
     out.mkdir()
-    command = script_command("probe.sh", {"OUT_DIR": str(out), "TRICKY": tricky, "EMPTY": ""}, "probe-step", sudo=sudo)
+    line, stdin = _probe_invocation(transport, {"OUT_DIR": str(out), "TRICKY": tricky, "EMPTY": ""}, sudo)
     env = {**os.environ, "PATH": f"{fake_sudo}:{os.environ['PATH']}"}
-    result = subprocess.run([shell_path, "-c", command], input="stdin must not reach the script\n",
-                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run([shell_path, "-c", line], input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert not (tmp_path / "ran-create").exists(), "a delete ran the create script it found on stdin"
     return result, out
 
 
+def _probe_as_run() -> str:
+    """The probe as the host receives it: its executable lines (the comment is dropped)."""
+    return "".join(line + "\n" for line in PROBE.splitlines() if not line.startswith("# "))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("login_shell", LOGIN_SHELLS)
 @pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
-def test_command_delivers_the_script_intact(probe_dir, tmp_path, fake_sudo, login_shell, sudo):
-    result, out = _run_probe(tmp_path, fake_sudo, login_shell, sudo, TRICKY)
+def test_command_delivers_the_script_intact(probe_dir, tmp_path, fake_sudo, login_shell, sudo, transport):
+    result, out = _run_probe(tmp_path, fake_sudo, login_shell, sudo, TRICKY, transport)
 
     assert result.returncode == 0, result.stderr
     assert (out / "tricky").read_text() == TRICKY
     assert (out / "empty").read_text() == ""
     assert (out / "name").read_text() == "probe-step"
-    assert (out / "script").read_text() == PROBE.rstrip("\n")
+    assert (out / "script").read_text() == _probe_as_run().rstrip("\n")
+    # The script runs with stdin closed: a tool in it that reads stdin (apt-get, curl, read) gets
+    # nothing, neither the rest of a create script nor the create script a delete is handed.
     assert not (out / "stdin").exists()
+
+
+def test_the_create_stdin_is_the_script_and_the_line_holds_only_values(probe_dir):
+    params = {"OUT_DIR": "/o", "TRICKY": TRICKY, "EMPTY": ""}
+    command = script_command("probe.sh", params, "probe-step")
+    assert command.stdin == _probe_as_run()
+    # `env \`, one line per parameter (TRICKY's own newlines stay inside its quotes), the runner.
+    assert len(command.line.splitlines()) - TRICKY.count("\n") == len(params) + 2
+    assert not set(command.line.splitlines()) & set(_probe_as_run().splitlines())
+
+
+def test_a_delete_carries_its_script_in_its_line_whatever_its_stdin(probe_dir):
+    params = {"OUT_DIR": "/o", "TRICKY": "x", "EMPTY": ""}
+    line = inline_script_command("probe.sh", params, "probe-step")
+    assert len(line.splitlines()) == len(params) + 2
+    assert script_parameters(line) == params
+    encoded = base64.b64encode(_probe_as_run().encode()).decode()
+    assert encoded in line and line.rstrip().endswith("probe-step </dev/null")
 
 
 # Each would run `touch pwned` in the working directory if it escaped its quoting. The first is the
@@ -253,26 +292,47 @@ BREAKOUTS = [
 ]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("login_shell", LOGIN_SHELLS)
 @pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
 @pytest.mark.parametrize("payload", BREAKOUTS)
-def test_no_value_breaks_out_of_the_command(probe_dir, tmp_path, fake_sudo, login_shell, sudo, payload):
-    result, out = _run_probe(tmp_path, fake_sudo, login_shell, sudo, payload)
+def test_no_value_breaks_out_of_the_command(probe_dir, tmp_path, fake_sudo, login_shell, sudo, payload, transport):
+    result, out = _run_probe(tmp_path, fake_sudo, login_shell, sudo, payload, transport)
 
     assert not (tmp_path / "pwned").exists(), f"the value ran as code:\n{result.stderr}"
     assert result.returncode == 0, result.stderr
     assert (out / "tricky").read_bytes().decode() == payload
 
 
-def test_a_nul_byte_is_refused_not_truncated(probe_dir):
+@pytest.mark.parametrize("render", [script_command, inline_script_command], ids=TRANSPORTS)
+def test_a_nul_byte_is_refused_not_truncated(probe_dir, render):
     with pytest.raises(ValueError, match="TRICKY: a NUL byte"):
-        script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a\0b", "EMPTY": ""}, "probe")
+        render("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a\0b", "EMPTY": ""}, "probe")
 
 
 def test_a_changed_value_is_one_changed_line_of_the_command(probe_dir):
-    before = script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a b", "EMPTY": ""}, "probe").splitlines()
-    after = script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a c", "EMPTY": ""}, "probe").splitlines()
+    before = script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a b", "EMPTY": ""}, "probe")
+    after = script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a c", "EMPTY": ""}, "probe")
+    changed = [(b, a) for b, a in zip(before.line.splitlines(), after.line.splitlines()) if b != a]
+    assert changed == [("  TRICKY='a b' \\", "  TRICKY='a c' \\")]
+    assert before.stdin == after.stdin
+
+
+def test_a_changed_delete_value_is_one_changed_line_of_the_delete(probe_dir):
+    before = inline_script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a b", "EMPTY": ""}, "probe").splitlines()
+    after = inline_script_command("probe.sh", {"OUT_DIR": "/o", "TRICKY": "a c", "EMPTY": ""}, "probe").splitlines()
     assert [(b, a) for b, a in zip(before, after) if b != a] == [("  TRICKY='a b' \\", "  TRICKY='a c' \\")]
+
+
+def test_a_script_change_shows_as_text_in_the_stdin_only(probe_dir):
+    """preview --diff shows the stdin as text: an edited script line is one changed line there."""
+    params = {"OUT_DIR": "/o", "TRICKY": "x", "EMPTY": ""}
+    before = script_command("probe.sh", params, "probe")
+    (probe_dir / "probe.sh").write_text(PROBE.replace("'%s' \"$EMPTY\"", "'<%s>' \"$EMPTY\""))
+    after = script_command("probe.sh", params, "probe")
+    assert after.line == before.line
+    changed = [(b, a) for b, a in zip(before.stdin.splitlines(), after.stdin.splitlines()) if b != a]
+    assert changed == [("printf '%s' \"$EMPTY\" >\"$OUT_DIR/empty\"", "printf '<%s>' \"$EMPTY\" >\"$OUT_DIR/empty\"")]
 
 
 @pytest.mark.parametrize("script", RENDERED_SCRIPTS)
@@ -281,48 +341,40 @@ def test_every_program_script_renders_to_valid_shell(script):
     text = render_script(script, params)
     assert subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True).returncode == 0
     command = script_command(script, params, script)
-    for login_shell in ("/bin/sh", "bash"):
-        parsed = subprocess.run([login_shell, "-n", "-c", command], capture_output=True, text=True)
-        assert parsed.returncode == 0, parsed.stderr
+    assert subprocess.run(["bash", "-n"], input=command.stdin, capture_output=True, text=True).returncode == 0
+    for line in (command.line, inline_script_command(script, params, script)):
+        for login_shell in ("/bin/sh", "bash"):
+            parsed = subprocess.run([login_shell, "-n", "-c", line], capture_output=True, text=True)
+            assert parsed.returncode == 0, parsed.stderr
+
+
+@pytest.mark.parametrize("script", RENDERED_SCRIPTS)
+@pytest.mark.parametrize("sudo", [False, True], ids=["plain", "sudo"])
+def test_every_command_line_stays_short_and_holds_no_script_text(script, sudo):
+    """pulumi-command repeats a failed step's whole command line: it must stay a few lines."""
+    params = {name: "v" for name in declared_parameters(script)}
+    command = script_command(script, params, script, sudo=sudo)
+    delete = inline_script_command(script, params, script, sudo=sudo)
+    # Lines neither a base64 word nor the runner can hold by chance ("fi", "done" and ")" can).
+    body = [text for text in map(str.strip, command.stdin.splitlines())
+            if len(text) >= 10 and not re.fullmatch(r"[A-Za-z0-9+/=]*", text)]
+    assert len(body) > 2
+    for line in (command.line, delete):
+        assert len(line.splitlines()) < len(params) + 3, line
+        assert not [text for text in body if text in line], line
 
 
 # --- host/model-alias-delete.sh against a real HTTP endpoint -------------------------------------
 
 
 def _run_alias_delete(api_url: str) -> subprocess.CompletedProcess:
+    """The delete as pulumi-command runs it: its own line, with the create script on stdin."""
     _required_tool("curl")
-    command = script_command("host/model-alias-delete.sh", {
+    line = inline_script_command("host/model-alias-delete.sh", {
         "API_URL": api_url, "ALIAS": "qwen3-0.6b:ctx8k", "DELETE_REQUEST": '{"model": "qwen3-0.6b:ctx8k"}',
     }, "model-alias-delete")
-    return subprocess.run(["/bin/sh", "-c", command],
-                          capture_output=True, text=True, timeout=30)
-
-
-@pytest.fixture
-def api_answering():
-    """A stand-in for the Ollama API whose DELETE /api/delete answers with a chosen status."""
-    servers = []
-
-    def start(status: int) -> str:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_DELETE(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(status if self.path == "/api/delete" else 400)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    create = script_command("host/model-alias.sh", {name: "x" for name in declared_parameters("host/model-alias.sh")}, "model-alias")
+    return subprocess.run(["/bin/sh", "-c", line], input=create.stdin, capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from ollama_gpu.config_loader import load_settings
 from ollama_gpu.endpoints import client_endpoint, tunnel_command
 from ollama_gpu.errors import ConfigError
-from tests.unit.conftest import remote_config
+from tests.unit.conftest import AGENT_SOCKET, remote_config
 
 HOSTILE = [
     "-oProxyCommand=touch${IFS}pwned",
@@ -43,7 +43,7 @@ def ssh_config_printer(tmp_path) -> Path:
 
 def _hostile_settings(field: str, value: str):
     """Valid settings with one host field replaced behind validation's back."""
-    settings = load_settings("a10", remote_config("a10"))
+    settings = load_settings("a10", remote_config("a10"), agent_socket=AGENT_SOCKET)
     return settings.model_copy(update={"host": settings.host.model_copy(update={field: value})})
 
 
@@ -67,7 +67,7 @@ def test_no_user_or_address_becomes_an_ssh_option_or_a_command(ssh_config_printe
 
 
 def test_the_tunnel_forwards_the_api_port_to_the_configured_host(ssh_config_printer, tmp_path):
-    settings = load_settings("a10", remote_config("a10", port=2222))
+    settings = load_settings("a10", remote_config("a10", port=2222), agent_socket=AGENT_SOCKET)
     seen = _ssh_sees(tunnel_command(settings), ssh_config_printer, tmp_path, pasted=False)
     assert "user ubuntu" in seen and "hostname 203.0.113.10" in seen and "port 2222" in seen
     assert "localforward 11434 [127.0.0.1]:11434" in seen.lower()
@@ -77,9 +77,9 @@ def test_the_tunnel_forwards_the_api_port_to_the_configured_host(ssh_config_prin
 @pytest.mark.parametrize("value", HOSTILE)
 def test_settings_refuse_such_users_and_addresses(field, value):
     with pytest.raises(ConfigError, match=f"ollama-gpu:host.{field} = "):
-        load_settings("a10", remote_config("a10", **{field: value}))
+        load_settings("a10", remote_config("a10", **{field: value}), agent_socket=AGENT_SOCKET)
 
 
 def test_an_ipv6_host_is_bracketed_in_the_endpoint():
     config = remote_config("a10", {"server": {"bindAddress": "::", "allowPublicBind": True}}, address="2001:db8::10")
-    assert client_endpoint(load_settings("a10", config)) == "http://[2001:db8::10]:11434"
+    assert client_endpoint(load_settings("a10", config, agent_socket=AGENT_SOCKET)) == "http://[2001:db8::10]:11434"
