@@ -30,8 +30,10 @@ from typing import Union
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 _DECLARATION = re.compile(r'^: "\$\{([A-Z][A-Z0-9_]*):?\?\}"', re.MULTILINE)
 _LIBRARY = re.compile(r'^source "\$\{BASH_SOURCE%/\*\}/(lib/[a-z0-9-]+\.sh)"$')
-# Reads the whole script from stdin, then runs it with stdin closed; "$0" is the step's name.
-_RUN_STDIN = """bash -c 'script=$(cat) && exec bash -c "$script" "$0" </dev/null'"""
+# Reads the whole script from stdin, then runs it with stdin closed; "$0" is the step's name. No
+# script at all is a failure: pulumi-command attaches stdin only when it is non-empty.
+_RUN_STDIN = ("""bash -c 'script=$(cat); [ -n "$script" ] || { echo "ollama-gpu: $0: no script on stdin" >&2; exit 1; }; """
+              """exec bash -c "$script" "$0" </dev/null'""")
 
 Value = Union[str, int, bool]
 
