@@ -111,10 +111,11 @@ def program_copy(destination: Path) -> Path:
 
 def run_pulumi(
     args: list[str], cwd: Path, env: dict[str, str], check: bool = True, timeout: float = 600,
+    stdin: Optional[str] = None,
 ) -> subprocess.CompletedProcess[str]:
     """`pulumi ARGS`, non-interactive, output captured; a failure shows the whole output."""
     result = subprocess.run(
-        ["pulumi", *args, "--non-interactive"], cwd=cwd, env=env,
+        ["pulumi", *args, "--non-interactive"], cwd=cwd, env=env, input=stdin,
         capture_output=True, text=True, timeout=timeout, check=False,
     )
     if check and result.returncode != 0:

@@ -16,7 +16,6 @@ import random
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +77,6 @@ def _wait_for(what: str, probe, container: str) -> None:
         time.sleep(0.3)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class Registry:
     address: str  # host:port as the VM reaches it
@@ -109,7 +100,7 @@ def registry(net: Network, name: str) -> Iterator[Registry]:
         docker(*common, "--name", containers[0], "--ip", blobs_address, image, "blobs")
         docker(*common, "--name", containers[1], "--ip", registry_address, "-p", f"127.0.0.1:{port}:5000",
                image, "registry", f"http://{blobs_address}:8080/")
-        _wait_for("the registry stand-in", lambda: _answers(f"http://127.0.0.1:{port}/v2/"), containers[1])
+        _wait_for("the registry stand-in", lambda: harness.answers_http(f"http://127.0.0.1:{port}/v2/"), containers[1])
         yield Registry(f"{registry_address}:5000", f"127.0.0.1:{port}")
     finally:
         harness.remove_containers(containers)

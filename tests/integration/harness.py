@@ -90,7 +90,7 @@ def build_nvidia_standin_repo(root: Path, port: int, address: str = "127.0.0.1")
     return AptRepo(url, run_dev_script("build-nvidia-standin-repo.sh", str(root), url))
 
 
-def _answers_http(url: str) -> bool:
+def answers_http(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2):
             return True
@@ -109,7 +109,7 @@ def serve_directory(root: Path, port: int, log_path: Path, address: str = "127.0
         )
     try:
         deadline = time.monotonic() + SERVER_START_SECONDS
-        while not _answers_http(f"http://{address}:{port}/"):
+        while not answers_http(f"http://{address}:{port}/"):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"http.server on port {port} did not start; see {log_path}")
             time.sleep(0.1)
