@@ -1,0 +1,228 @@
+"""A lab results file beside the planner: placement, prefill model and decode bound, run by run.
+
+    python -m ollama_gpu.gpulab.compare lab/results/qwen3-30b-a3b-q8_0.json [--json]
+
+Placement: the planner is given what the server was given (the free VRAM the driver reported just
+before the load, OLLAMA_GPU_OVERHEAD, num_ctx, num_batch, KV type, flash attention) and the engine
+behaviour the lab measured (op offload on). Prefill: the op-offload model (planner/prefill.py) with
+the host-to-device bandwidth measured on the same machine and the GPU term fitted to the same
+model's fully resident run. Decode: the bandwidth bound (planner/speed.py) with the GPU's measured
+copy bandwidth and the host's measured read bandwidth, beside the measured rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_gpu.gpulab.models import MODELS, scaled_down
+from ollama_gpu.gpulab.results import MeasuredPlacement, load, measured_placement
+from ollama_gpu.planner.geometry import ModelGeometry
+from ollama_gpu.planner.placement import Placement, place
+from ollama_gpu.planner.prefill import GpuPrefill, fit_gpu_prefill, prefill_estimate
+from ollama_gpu.planner.speed import decode_bound
+from ollama_gpu.planner.units import format_ollama
+
+# The tolerances issue 10 sets for the planner against real CUDA placements.
+WEIGHTS_KV_TOLERANCE = 0.01
+TOTAL_TOLERANCE = 0.02
+GRAPH_TOLERANCE = 0.10
+
+
+def lab_geometry(results: dict[str, Any]) -> ModelGeometry:
+    model = MODELS[results["model"]]
+    scale = results["settings"].get("scale_blocks")
+    if scale:
+        model = scaled_down(model, scale, results["gguf"]["vocab_size"])
+    return model.geometry()
+
+
+def planned_placement(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeometry) -> Placement:
+    settings, options = results["settings"], run["options"]
+    return place(
+        geometry,
+        gpu_free_vram=run["gpu_free_before"],
+        gpu_overhead=int(run["env"]["OLLAMA_GPU_OVERHEAD"]),
+        num_ctx=options["num_ctx"],
+        kv_cache_type=run["env"]["OLLAMA_KV_CACHE_TYPE"],
+        flash_attention=settings["flash_attention"],
+        num_parallel=settings["num_parallel"],
+        num_batch=options["num_batch"],
+        op_offload=True,
+    )
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    planned: int
+    measured: int
+    tolerance: float
+
+    @property
+    def error(self) -> float:
+        if self.measured == 0:
+            return 0.0 if self.planned == 0 else float("inf")
+        return self.planned / self.measured - 1
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.error) <= self.tolerance
+
+
+def placement_figures(planned: Placement, measured: MeasuredPlacement) -> list[Figure]:
+    return [
+        Figure("layers offloaded", planned.offloaded_layers, measured.offloaded, 0.0),
+        Figure("weights GPU", planned.weights_gpu, measured.weights_gpu, WEIGHTS_KV_TOLERANCE),
+        Figure("weights CPU", planned.weights_cpu, measured.weights_cpu, WEIGHTS_KV_TOLERANCE),
+        Figure("KV GPU", planned.kv_gpu, measured.kv_gpu, WEIGHTS_KV_TOLERANCE),
+        Figure("KV CPU", planned.kv_cpu, measured.kv_cpu, WEIGHTS_KV_TOLERANCE),
+        Figure("graph GPU", planned.graph_gpu, measured.graph_gpu, GRAPH_TOLERANCE),
+        Figure("graph CPU", planned.graph_cpu, measured.graph_cpu, GRAPH_TOLERANCE),
+        Figure("total", planned.total, measured.total, TOTAL_TOLERANCE),
+    ]
+
+
+def gpu_prefill_profile(results: dict[str, Any], geometry: ModelGeometry) -> GpuPrefill | None:
+    """The GPU term of the prefill model, from this file's runs with every layer on the GPU."""
+    samples = []
+    for run in results["runs"]:
+        measured = measured_placement(run["log_lines"])
+        if measured is None or measured.offloaded != geometry.block_count + 1 or run["options"]["num_batch"] != 512:
+            continue
+        samples += [(r["prompt_tokens"], r["prompt_eval_duration_ns"] / 1e9) for r in run["requests"]]
+    if not samples:
+        return None
+    return fit_gpu_prefill(samples, f"{results['model']}: fully resident prefill on {gpu_name(results)}")
+
+
+def gpu_name(results: dict[str, Any]) -> str:
+    gpus = results["host"].get("gpus") or [{}]
+    return gpus[0].get("name", "no GPU")
+
+
+def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeometry,
+                gpu: GpuPrefill | None) -> dict[str, Any]:
+    measured = measured_placement(run["log_lines"])
+    out: dict[str, Any] = {"point": run["point"], "error": run.get("error")}
+    if measured is None:
+        return out
+    planned = planned_placement(results, run, geometry)
+    out["placement"] = [vars(f) | {"error": f.error, "ok": f.ok} for f in placement_figures(planned, measured)]
+    bandwidth = results["host"].get("bandwidth", {})
+    h2d = bandwidth.get("h2d_pageable_gbps")
+    gpu_bw = bandwidth.get("gpu_d2d_copy_gbps")
+    host_bw = bandwidth.get("host_ram_read_gbps")
+    rows = []
+    for request in run["requests"]:
+        row: dict[str, Any] = {
+            "prompt_tokens": request["prompt_tokens"],
+            "prefill_measured": request["prefill_tokens_per_s"],
+            "decode_measured": request["decode_tokens_per_s"],
+        }
+        if h2d and gpu:
+            estimate = prefill_estimate(geometry, planned, request["prompt_tokens"], h2d_bandwidth=h2d * 1e9, gpu=gpu)
+            row["prefill_model"] = round(estimate.tokens_per_s, 1)
+            row["prefill_error"] = estimate.tokens_per_s / request["prefill_tokens_per_s"] - 1
+        if gpu_bw and host_bw and request["decode_tokens_per_s"]:
+            # A copy moves each byte twice (read and write): half the figure is what a reader gets.
+            bound = decode_bound(geometry, planned, gpu_bandwidth=gpu_bw * 1e9, host_bandwidth=host_bw * 1e9,
+                                 context_fill=request["prompt_tokens"])
+            row["decode_bound"] = round(bound.tokens_per_s, 1)
+            row["decode_ratio"] = request["decode_tokens_per_s"] / bound.tokens_per_s
+        rows.append(row)
+    out["speed"] = rows
+    out["gpu_blocks"] = planned.gpu_blocks
+    out["host_weights"] = planned.weights_cpu
+    return out
+
+
+def compare(results: dict[str, Any]) -> dict[str, Any]:
+    geometry = lab_geometry(results)
+    gpu = gpu_prefill_profile(results, geometry)
+    return {
+        "model": results["model"],
+        "gpu": gpu_name(results),
+        "gpu_prefill": None if gpu is None else vars(gpu),
+        "runs": [compare_run(results, run, geometry, gpu) for run in results["runs"]],
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1%}"
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    lines = [f"{comparison['model']} on {comparison['gpu']}"]
+    for run in comparison["runs"]:
+        lines.append(f"\n[{run['point']}]" + (f" error: {run['error']}" if run.get("error") else ""))
+        for figure in run.get("placement", []):
+            shown = (str if figure["name"].startswith("layers") else format_ollama)
+            lines.append(f"  {figure['name']:<18}{shown(figure['planned']):>12}{shown(figure['measured']):>12}"
+                         f"  {_percent(figure['error']):>8}  {'ok' if figure['ok'] else 'OFF'}")
+        if run.get("speed"):
+            lines.append(f"  {'prompt':>8} {'prefill':>9} {'model':>9} {'err':>7} {'decode':>8} {'bound':>8} {'ratio':>6}")
+        for row in run.get("speed", []):
+            lines.append(
+                f"  {row['prompt_tokens']:>8} {row['prefill_measured'] or 0:>9.1f} {row.get('prefill_model') or 0:>9.1f}"
+                f" {_percent(row.get('prefill_error')):>7} {row['decode_measured'] or 0:>8.1f}"
+                f" {row.get('decode_bound') or 0:>8.1f} {row.get('decode_ratio') or 0:>6.2f}"
+            )
+    return "\n".join(lines)
+
+
+def markdown_rows(comparison: dict[str, Any]) -> list[str]:
+    """One README table row per run: placement checks, then prefill and decode, measured vs model."""
+    rows = []
+    for run in comparison["runs"]:
+        figures = {f["name"]: f for f in run.get("placement", [])}
+        if not figures:
+            rows.append(f"| {comparison['model']} | {run['point']} | did not load: {run.get('error')} | | | | |")
+            continue
+        worst = max((abs(f["error"]) for name, f in figures.items() if not name.startswith(("graph", "layers"))),
+                    default=0.0)
+        speed = run.get("speed", [])
+        prefill = ", ".join(
+            f"{r['prompt_tokens']}: {r['prefill_measured']:.0f}" + (f" ({_percent(r.get('prefill_error'))})"
+                                                                   if "prefill_error" in r else "")
+            for r in speed)
+        decode = ", ".join(f"{r['decode_measured']:.1f}/{r.get('decode_bound', 0):.0f}" for r in speed
+                           if r["decode_measured"])
+        layers = figures["layers offloaded"]
+        rows.append(
+            f"| {comparison['model']} | {run['point']} | {layers['measured']}/{layers['planned']}"
+            f" | {format_ollama(figures['weights GPU']['measured'])} / {format_ollama(figures['weights CPU']['measured'])}"
+            f" | {worst:.2%} / {_percent(figures['graph GPU']['error'])}"
+            f" | {prefill} | {decode} |"
+        )
+    return rows
+
+
+MARKDOWN_HEADER = (
+    "| model | point | layers on GPU measured/planned | weights GPU / CPU | worst weights·KV·total error / graph GPU error"
+    " | prefill tok/s by prompt tokens (model error) | decode tok/s measured/bound |\n|---|---|---|---|---|---|---|"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ollama_gpu.gpulab.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="the README table: one row per run")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(MARKDOWN_HEADER)
+        for path in args.results:
+            print("\n".join(markdown_rows(compare(load(path)))))
+        return 0
+    for path in args.results:
+        comparison = compare(load(path))
+        print(json.dumps(comparison, indent=1) if args.json else format_comparison(comparison))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
