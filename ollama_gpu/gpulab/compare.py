@@ -1,6 +1,6 @@
 """A lab results file beside the planner: placement, prefill model and decode bound, run by run.
 
-    python -m ollama_gpu.gpulab.compare lab/results/qwen3-30b-a3b-q8_0.json [--json]
+    python -m ollama_gpu.gpulab.compare lab/results/*.json [--json | --markdown]
 
 Placement: the planner is given what the server was given (the free VRAM the driver reported just
 before the load, OLLAMA_GPU_OVERHEAD, num_ctx, num_batch, KV type, flash attention) and the engine
@@ -22,7 +22,7 @@ from ollama_gpu.gpulab.models import MODELS, scaled_down
 from ollama_gpu.gpulab.results import MeasuredPlacement, load, measured_placement
 from ollama_gpu.planner.geometry import ModelGeometry
 from ollama_gpu.planner.placement import Placement, place
-from ollama_gpu.planner.prefill import GpuPrefill, fit_gpu_prefill, prefill_estimate
+from ollama_gpu.planner.prefill import GpuPrefill, fit_gpu_prefill, host_weight_bytes, prefill_estimate
 from ollama_gpu.planner.speed import decode_bound
 from ollama_gpu.planner.units import format_ollama
 
@@ -86,17 +86,19 @@ def placement_figures(planned: Placement, measured: MeasuredPlacement) -> list[F
     ]
 
 
-def gpu_prefill_profile(results: dict[str, Any], geometry: ModelGeometry) -> GpuPrefill | None:
-    """The GPU term of the prefill model, from this file's runs with every layer on the GPU."""
+def gpu_prefill_profile(files: list[dict[str, Any]], geometry: ModelGeometry) -> GpuPrefill | None:
+    """The GPU term of the prefill model, from the runs of these files with every layer on the GPU."""
     samples = []
-    for run in results["runs"]:
-        measured = measured_placement(run["log_lines"])
-        if measured is None or measured.offloaded != geometry.block_count + 1 or run["options"]["num_batch"] != 512:
-            continue
-        samples += [(r["prompt_tokens"], r["prompt_eval_duration_ns"] / 1e9) for r in run["requests"]]
+    for results in files:
+        for run in results["runs"]:
+            measured = measured_placement(run["log_lines"])
+            if (measured is None or measured.offloaded != geometry.block_count + 1
+                    or run["options"]["num_batch"] != 512 or run["env"]["OLLAMA_KV_CACHE_TYPE"] != "f16"):
+                continue
+            samples += [(r["prompt_tokens"], r["prompt_eval_duration_ns"] / 1e9) for r in run["requests"]]
     if not samples:
         return None
-    return fit_gpu_prefill(samples, f"{results['model']}: fully resident prefill on {gpu_name(results)}")
+    return fit_gpu_prefill(samples, f"{files[0]['model']}: fully resident prefill on {gpu_name(files[0])}")
 
 
 def gpu_name(results: dict[str, Any]) -> str:
@@ -104,8 +106,61 @@ def gpu_name(results: dict[str, Any]) -> str:
     return gpus[0].get("name", "no GPU")
 
 
-def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeometry,
-                gpu: GpuPrefill | None) -> dict[str, Any]:
+def h2d_bandwidth(files: list[dict[str, Any]]) -> float | None:
+    """Bytes/s of cudaMemcpy from pageable host memory, what the engine's weight copies get. The
+    first lease measured only torch's pageable copy (which stages through its own pinned buffer:
+    8.3 against 7.0 GB/s on the second lease), so files without the figure use another file's."""
+    for results in files:
+        figure = results["host"].get("bandwidth", {}).get("h2d_pageable_cudamemcpy_gbps")
+        if figure:
+            return figure * 1e9
+    return None
+
+
+def host_read_bandwidth(files: list[dict[str, Any]]) -> float | None:
+    """Host RAM read bandwidth for the decode bound. The first lease's read figure summed bytes into
+    int64 (compute-bound, 1.2 GB/s, below half its own copy figure): files with such a figure use
+    another file's valid one."""
+    for results in files:
+        bandwidth = results["host"].get("bandwidth", {})
+        read, copy = bandwidth.get("host_ram_read_gbps"), bandwidth.get("host_ram_copy_gbps")
+        if read and copy and read >= copy / 2:
+            return read * 1e9
+    return None
+
+
+def moe_runs(files: list[dict[str, Any]], geometry: ModelGeometry, batch: int):
+    for results in files:
+        for run in results["runs"]:
+            measured = measured_placement(run["log_lines"])
+            if measured is None or run["options"]["num_batch"] != batch or measured.offloaded > geometry.block_count:
+                continue
+            yield results, run
+
+
+def fit_expert_share(files: list[dict[str, Any]], geometry: ModelGeometry, gpu: GpuPrefill, h2d: float,
+                     batch: int) -> float | None:
+    """The share of experts the lab's random router sends a batch to, fitted by least squares over
+    every hybrid run at ``batch``: prefill time = transfer(dense + share x experts) + GPU term."""
+    if not geometry.is_moe:
+        return None
+    numerator = denominator = 0.0
+    for results, run in moe_runs(files, geometry, batch):
+        planned = planned_placement(results, run, geometry)
+        dense = host_weight_bytes(geometry, planned, 0.0)
+        experts = host_weight_bytes(geometry, planned, 1.0) - dense
+        for request in run["requests"]:
+            tokens = request["prompt_tokens"]
+            base = prefill_estimate(geometry, planned, tokens, h2d_bandwidth=h2d, gpu=gpu, expert_share=0.0)
+            x = base.batches * experts / h2d
+            y = request["prompt_eval_duration_ns"] / 1e9 - base.seconds
+            numerator += x * y
+            denominator += x * x
+    return numerator / denominator if denominator else None
+
+
+def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeometry, gpu: GpuPrefill | None,
+                h2d: float | None, host_bw: float | None, shares: dict[int, float | None]) -> dict[str, Any]:
     measured = measured_placement(run["log_lines"])
     out: dict[str, Any] = {"point": run["point"], "error": run.get("error")}
     if measured is None:
@@ -113,9 +168,8 @@ def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeo
     planned = planned_placement(results, run, geometry)
     out["placement"] = [vars(f) | {"error": f.error, "ok": f.ok} for f in placement_figures(planned, measured)]
     bandwidth = results["host"].get("bandwidth", {})
-    h2d = bandwidth.get("h2d_pageable_gbps")
     gpu_bw = bandwidth.get("gpu_d2d_copy_gbps")
-    host_bw = bandwidth.get("host_ram_read_gbps")
+    share = shares.get(planned.num_batch)
     rows = []
     for request in run["requests"]:
         row: dict[str, Any] = {
@@ -123,13 +177,13 @@ def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeo
             "prefill_measured": request["prefill_tokens_per_s"],
             "decode_measured": request["decode_tokens_per_s"],
         }
-        if h2d and gpu:
-            estimate = prefill_estimate(geometry, planned, request["prompt_tokens"], h2d_bandwidth=h2d * 1e9, gpu=gpu)
+        if h2d and gpu and request["prefill_tokens_per_s"]:
+            estimate = prefill_estimate(geometry, planned, request["prompt_tokens"], h2d_bandwidth=h2d, gpu=gpu,
+                                        expert_share=share if geometry.is_moe else None)
             row["prefill_model"] = round(estimate.tokens_per_s, 1)
             row["prefill_error"] = estimate.tokens_per_s / request["prefill_tokens_per_s"] - 1
         if gpu_bw and host_bw and request["decode_tokens_per_s"]:
-            # A copy moves each byte twice (read and write): half the figure is what a reader gets.
-            bound = decode_bound(geometry, planned, gpu_bandwidth=gpu_bw * 1e9, host_bandwidth=host_bw * 1e9,
+            bound = decode_bound(geometry, planned, gpu_bandwidth=gpu_bw * 1e9, host_bandwidth=host_bw,
                                  context_fill=request["prompt_tokens"])
             row["decode_bound"] = round(bound.tokens_per_s, 1)
             row["decode_ratio"] = request["decode_tokens_per_s"] / bound.tokens_per_s
@@ -140,15 +194,31 @@ def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeo
     return out
 
 
-def compare(results: dict[str, Any]) -> dict[str, Any]:
-    geometry = lab_geometry(results)
-    gpu = gpu_prefill_profile(results, geometry)
-    return {
-        "model": results["model"],
-        "gpu": gpu_name(results),
-        "gpu_prefill": None if gpu is None else vars(gpu),
-        "runs": [compare_run(results, run, geometry, gpu) for run in results["runs"]],
-    }
+def compare(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One comparison per file; files of the same model share the prefill model's fitted terms."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for results in files:
+        by_model.setdefault(results["model"], []).append(results)
+    comparisons = []
+    for model, group in by_model.items():
+        geometry = lab_geometry(group[0])
+        gpu = gpu_prefill_profile(group, geometry)
+        h2d = h2d_bandwidth(group)
+        host_bw = host_read_bandwidth(group)
+        batches = {run["options"]["num_batch"] for results in group for run in results["runs"]}
+        shares = {b: fit_expert_share(group, geometry, gpu, h2d, b) if gpu and h2d else None for b in batches}
+        for results in group:
+            comparisons.append({
+                "source": results.get("source"),
+                "model": model,
+                "gpu": gpu_name(results),
+                "gpu_prefill": None if gpu is None else vars(gpu),
+                "h2d_bandwidth": h2d,
+                "lab_expert_share": shares,
+                "host_read_bandwidth": host_bw,
+                "runs": [compare_run(results, run, geometry, gpu, h2d, host_bw, shares) for run in results["runs"]],
+            })
+    return comparisons
 
 
 def _percent(value: float | None) -> str:
@@ -156,7 +226,12 @@ def _percent(value: float | None) -> str:
 
 
 def format_comparison(comparison: dict[str, Any]) -> str:
-    lines = [f"{comparison['model']} on {comparison['gpu']}"]
+    gpu, share = comparison["gpu_prefill"], comparison["lab_expert_share"]
+    lines = [f"{comparison['model']} on {comparison['gpu']} ({comparison['source']})"]
+    if gpu:
+        lines.append(f"prefill model: GPU {gpu['seconds_per_token'] * 1e6:.0f} µs/token + "
+                     f"{gpu['seconds_per_token_squared'] * 1e9:.2f} ns/token², H2D {comparison['h2d_bandwidth'] / 1e9:.1f} GB/s"
+                     + "".join(f", lab expert share at batch {b}: {v:.2f}" for b, v in share.items() if v is not None))
     for run in comparison["runs"]:
         lines.append(f"\n[{run['point']}]" + (f" error: {run['error']}" if run.get("error") else ""))
         for figure in run.get("placement", []):
@@ -213,14 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="the README table: one row per run")
     args = parser.parse_args(argv)
+    comparisons = compare([load(path) for path in args.results])
     if args.markdown:
         print(MARKDOWN_HEADER)
-        for path in args.results:
-            print("\n".join(markdown_rows(compare(load(path)))))
-        return 0
-    for path in args.results:
-        comparison = compare(load(path))
-        print(json.dumps(comparison, indent=1) if args.json else format_comparison(comparison))
+        for comparison in comparisons:
+            print("\n".join(markdown_rows(comparison)))
+    elif args.json:
+        print(json.dumps(comparisons, indent=1))
+    else:
+        print("\n\n".join(format_comparison(comparison) for comparison in comparisons))
     return 0
 
 

@@ -69,4 +69,6 @@ def measured_placement(log_lines: list[str]) -> MeasuredPlacement | None:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A results file, with its file name under "source" (comparisons name their file)."""
+    path = Path(path)
+    return json.loads(path.read_text()) | {"source": path.name}
