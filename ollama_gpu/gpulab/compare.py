@@ -252,10 +252,11 @@ def format_comparison(comparison: dict[str, Any]) -> str:
 def markdown_rows(comparison: dict[str, Any]) -> list[str]:
     """One README table row per run: placement checks, then prefill and decode, measured vs model."""
     rows = []
+    lease = (comparison.get("source") or "").removesuffix(".json").rpartition(".")[2]
     for run in comparison["runs"]:
         figures = {f["name"]: f for f in run.get("placement", [])}
         if not figures:
-            rows.append(f"| {comparison['model']} | {run['point']} | did not load: {run.get('error')} | | | | |")
+            rows.append(f"| {comparison['model']} | {lease} | {run['point']} | did not load: {run.get('error')} | | | | |")
             continue
         worst = max((abs(f["error"]) for name, f in figures.items() if not name.startswith(("graph", "layers"))),
                     default=0.0)
@@ -268,7 +269,7 @@ def markdown_rows(comparison: dict[str, Any]) -> list[str]:
                            if r["decode_measured"])
         layers = figures["layers offloaded"]
         rows.append(
-            f"| {comparison['model']} | {run['point']} | {layers['measured']}/{layers['planned']}"
+            f"| {comparison['model']} | {lease} | {run['point']} | {layers['measured']}/{layers['planned']}"
             f" | {format_ollama(figures['weights GPU']['measured'])} / {format_ollama(figures['weights CPU']['measured'])}"
             f" | {worst:.2%} / {_percent(figures['graph GPU']['error'])}"
             f" | {prefill} | {decode} |"
@@ -277,17 +278,47 @@ def markdown_rows(comparison: dict[str, Any]) -> list[str]:
 
 
 MARKDOWN_HEADER = (
-    "| model | point | layers on GPU measured/planned | weights GPU / CPU | worst weights·KV·total error / graph GPU error"
-    " | prefill tok/s by prompt tokens (model error) | decode tok/s measured/bound |\n|---|---|---|---|---|---|---|"
+    "| model | lease | point | layers on GPU measured/planned | weights GPU / CPU | worst weights·KV·total error / graph GPU error"
+    " | prefill tok/s by prompt tokens (model error) | decode tok/s measured/bound |\n|---|---|---|---|---|---|---|---|"
 )
+
+
+DERIVED_PROMPTS = (2048, 12288, 32768)
+
+
+def derived_rows() -> list[str]:
+    """The A10 and V100 prefill the model derives (not measured): each profile's recipe settings
+    (stack defaults: q8_0 KV, 32K context), op offload, num_batch 512 and 2048, per prompt size."""
+    from ollama_gpu.planner.hardware import A10, V100
+    from ollama_gpu.planner.plan import PlanInputs, build_plan
+
+    rows = [f"| card | model | num_batch | layers on GPU | " + " | ".join(f"{n} tokens: tok/s (s)" for n in DERIVED_PROMPTS)
+            + " |", "|---|---|---|---|" + "---|" * len(DERIVED_PROMPTS)]
+    for profile, overhead in ((A10, 1 << 30), (V100, 512 << 20)):
+        for name in ("qwen3:30b-a3b-thinking-2507-q8_0", "qwen3:30b-a3b-thinking-2507-q4_K_M"):
+            for batch in (512, 2048):
+                plan = build_plan(PlanInputs.for_profile(
+                    profile, MODELS[name.replace("qwen3:30b-a3b-thinking-2507", "qwen3-30b-a3b")].geometry(),
+                    num_ctx=32768, num_predict=20480, kv_cache_type="q8_0", gpu_overhead=overhead,
+                    num_batch=batch, op_offload=True))
+                cells = []
+                for tokens in DERIVED_PROMPTS:
+                    estimate = plan.inputs.prefill_model.estimate(plan.inputs.geometry, plan.placement, tokens)
+                    cells.append(f"{estimate.tokens_per_s:.0f} ({estimate.seconds:.0f})")
+                rows.append(f"| {profile.name} | {name.split(':')[1]} | {batch} | {plan.placement.offloaded_layers}/49 | "
+                            + " | ".join(cells) + " |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ollama_gpu.gpulab.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+")
+    parser.add_argument("results", nargs="*")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="the README table: one row per run")
+    parser.add_argument("--derived", action="store_true", help="also print the derived A10/V100 prefill table")
     args = parser.parse_args(argv)
+    if args.derived:
+        print("\n".join(derived_rows()))
     comparisons = compare([load(path) for path in args.results])
     if args.markdown:
         print(MARKDOWN_HEADER)

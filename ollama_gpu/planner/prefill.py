@@ -146,13 +146,35 @@ def fit_gpu_prefill(samples: list[tuple[int, float]], source: str) -> GpuPrefill
     return GpuPrefill(a, b, source)
 
 
-def timely_prompt_tokens(estimate_for, timeout_s: float, limit: int) -> int:
-    """The largest prompt (up to ``limit``) whose prefill ``estimate_for(tokens)`` fits the timeout."""
-    low, high = 0, limit
-    while low < high:
-        middle = (low + high + 1) // 2
-        if estimate_for(middle).seconds <= timeout_s:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+# Fully resident prefill of the catalog's Qwen3-30B-A3B builds on the lab's H200 (Ollama 0.24.0
+# CUDA, sm_90, num_batch 512, f16 KV, flash attention), fitted by fit_gpu_prefill to the committed
+# runs in lab/results; tests/unit/test_planner_prefill.py refits them from those files.
+LAB_GPU = "NVIDIA H200"
+LAB_GPU_PREFILL = {
+    "qwen3:30b-a3b-thinking-2507-q8_0": GpuPrefill(157.4e-6, 1.19e-9, "lab: qwen3-30b-a3b-q8_0 fully resident on an H200"),
+    "qwen3:30b-a3b-thinking-2507-q4_K_M": GpuPrefill(162.0e-6, 1.33e-9, "lab: qwen3-30b-a3b-q4_K_M fully resident on an H200"),
+}
+
+
+@dataclass(frozen=True)
+class PrefillModel:
+    """What prefill_estimate needs beyond the placement, for one model on one host."""
+
+    h2d_bandwidth: float
+    gpu: GpuPrefill
+    source: str
+
+    def estimate(self, geometry: ModelGeometry, placement: Placement, tokens: int) -> PrefillEstimate:
+        return prefill_estimate(geometry, placement, tokens, h2d_bandwidth=self.h2d_bandwidth, gpu=self.gpu)
+
+
+def derived_prefill_model(
+    model_name: str, *, h2d_bandwidth: float | None, slowdown_vs_lab: float | None, card: str
+) -> PrefillModel | None:
+    """The lab's GPU term scaled to another card, with that host's copy bandwidth: derived, not
+    measured. None when the model has no lab fit or the card no derivation figures."""
+    lab = LAB_GPU_PREFILL.get(model_name)
+    if lab is None or not h2d_bandwidth or not slowdown_vs_lab:
+        return None
+    gpu = lab.scaled(slowdown_vs_lab, f"{lab.source}, x{slowdown_vs_lab:g} for the {card} (derived)")
+    return PrefillModel(h2d_bandwidth, gpu, f"derived for the {card} from the {LAB_GPU} lab")
