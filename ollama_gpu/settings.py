@@ -86,7 +86,8 @@ class HardwareSettings(_Section):
     host_ram: Optional[ByteSize] = Field(None, description="Host RAM, e.g. '116GB'.")
     host_ram_bandwidth_gbps: Optional[float] = Field(None, gt=0, description="Host RAM bandwidth, GB/s.")
     prefill_tokens_per_second: Optional[float] = Field(
-        None, gt=0, description="Measured prompt-processing rate, for the context budget."
+        None, gt=0,
+        description="Measured prompt tokens/s (scripts/bench prints it); replaces the derived prefill in the context budget.",
     )
 
 

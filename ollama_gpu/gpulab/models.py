@@ -55,7 +55,7 @@ GEMMA3_27B = ModelShape(
 GEMMA3_SLIDING_WINDOW = 1024
 
 
-def _bytes_to_unicode() -> list[str]:
+def byte_symbols() -> list[str]:
     """GPT-2's byte-to-symbol table, which Ollama's BytePairEncoding decodes with."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     symbols, extra = {}, 0
@@ -70,7 +70,7 @@ def _bytes_to_unicode() -> list[str]:
 
 def vocabulary(size: int) -> tuple[list[str], list[int]]:
     """256 byte tokens, filler tokens up to ``size``, and an end-of-text control token last."""
-    tokens = _bytes_to_unicode()
+    tokens = byte_symbols()
     tokens += [f"lab{index}" for index in range(size - len(tokens) - 1)]
     tokens.append("<|endoftext|>")
     types = [1] * (size - 1) + [3]  # NORMAL, CONTROL
