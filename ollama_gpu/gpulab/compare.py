@@ -20,8 +20,11 @@ from typing import Any
 
 from ollama_gpu.gpulab.models import MODELS, scaled_down
 from ollama_gpu.gpulab.results import MeasuredPlacement, load, measured_placement
+from ollama_gpu.planner.catalog import catalog_geometry
 from ollama_gpu.planner.geometry import ModelGeometry
+from ollama_gpu.planner.hardware import A10, V100
 from ollama_gpu.planner.placement import Placement, place
+from ollama_gpu.planner.plan import PlanInputs, build_plan
 from ollama_gpu.planner.prefill import GpuPrefill, fit_gpu_prefill, host_weight_bytes, prefill_estimate
 from ollama_gpu.planner.speed import decode_bound
 from ollama_gpu.planner.units import format_ollama
@@ -289,16 +292,13 @@ DERIVED_PROMPTS = (2048, 12288, 32768)
 def derived_rows() -> list[str]:
     """The A10 and V100 prefill the model derives (not measured): each profile's recipe settings
     (stack defaults: q8_0 KV, 32K context), op offload, num_batch 512 and 2048, per prompt size."""
-    from ollama_gpu.planner.hardware import A10, V100
-    from ollama_gpu.planner.plan import PlanInputs, build_plan
-
     rows = [f"| card | model | num_batch | layers on GPU | " + " | ".join(f"{n} tokens: tok/s (s)" for n in DERIVED_PROMPTS)
             + " |", "|---|---|---|---|" + "---|" * len(DERIVED_PROMPTS)]
     for profile, overhead in ((A10, 1 << 30), (V100, 512 << 20)):
         for name in ("qwen3:30b-a3b-thinking-2507-q8_0", "qwen3:30b-a3b-thinking-2507-q4_K_M"):
             for batch in (512, 2048):
                 plan = build_plan(PlanInputs.for_profile(
-                    profile, MODELS[name.replace("qwen3:30b-a3b-thinking-2507", "qwen3-30b-a3b")].geometry(),
+                    profile, catalog_geometry(name),
                     num_ctx=32768, num_predict=20480, kv_cache_type="q8_0", gpu_overhead=overhead,
                     num_batch=batch, op_offload=True))
                 cells = []

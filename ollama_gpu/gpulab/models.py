@@ -13,12 +13,13 @@ embedding and output matrices keep their real sizes.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ollama_gpu.gpulab.gguf_writer import Typed, int32_array, uint32
-from ollama_gpu.planner.catalog import CATALOG, Recipe
+from ollama_gpu.planner.catalog import CATALOG, CatalogEntry, Recipe
 from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
 
 Q8 = CATALOG["qwen3:30b-a3b-thinking-2507-q8_0"]
@@ -167,7 +168,7 @@ def _gemma3_tensors(shape: ModelShape, recipe: Recipe) -> Iterator[TensorInfo]:
     yield TensorInfo("output_norm.weight", "F32", (e,))
 
 
-_DENSE = type(Q4)("gpu-lab/qwen3-32b-q4_K_M", "gpu-lab-qwen3-32b", QWEN3_32B, Q4.recipe)
+_DENSE = CatalogEntry("gpu-lab/qwen3-32b-q4_K_M", "gpu-lab-qwen3-32b", QWEN3_32B, Q4.recipe)
 
 MODELS: dict[str, LabModel] = {
     model.key: model
@@ -192,17 +193,19 @@ MODELS: dict[str, LabModel] = {
 }
 
 
-def scaled_down(model: LabModel, block_count: int, vocab_size: int) -> LabModel:
-    """The same model with fewer blocks and a smaller vocabulary: what the CPU tests load."""
-    import dataclasses
-
-    shape = dataclasses.replace(model.shape, block_count=block_count, vocab_size=vocab_size)
-    full = model.tensors()
+def scaled_down(model: LabModel, block_count: int, vocab_size: int, expert_count: int | None = None) -> LabModel:
+    """The same model with fewer blocks, a smaller vocabulary and, for MoE models, optionally fewer
+    experts: what the CPU tests write and load."""
+    experts = expert_count or model.shape.expert_count
+    shape = dataclasses.replace(model.shape, block_count=block_count, vocab_size=vocab_size,
+                                expert_count=experts, expert_used_count=min(model.shape.expert_used_count, experts))
     kept = []
-    for tensor in full:
+    for tensor in model.tensors():
         if tensor.name.startswith("blk.") and int(tensor.name.split(".")[1]) >= block_count:
             continue
         if tensor.name in ("token_embd.weight", "output.weight"):
             tensor = TensorInfo(tensor.name, tensor.ggml_type, (tensor.shape[0], vocab_size))
+        elif model.shape.is_moe and ("_exps" in tensor.name or "ffn_gate_inp" in tensor.name):
+            tensor = TensorInfo(tensor.name, tensor.ggml_type, (*tensor.shape[:-1], experts))
         kept.append(tensor)
     return dataclasses.replace(model, shape=shape, tensor_list=lambda: kept)

@@ -1,7 +1,7 @@
 """The lab's GGUF writer against the reference reader (the gguf package), on scaled-down models.
 
-Full-size files are written only on the GPU machine; here each lab model keeps one block and a
-small vocabulary, which exercises every tensor type and metadata key the full files use.
+Full-size files are written only on the GPU machine; here each lab model keeps one block, a small
+vocabulary and (MoE) 8 experts, which exercises every tensor type and metadata key the full files use.
 """
 
 import numpy as np
@@ -15,7 +15,7 @@ from ollama_gpu.planner.gguf_geometry import geometry_from_gguf
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def written(request, tmp_path_factory):
-    model = scaled_down(MODELS[request.param], block_count=1, vocab_size=1024)
+    model = scaled_down(MODELS[request.param], block_count=1, vocab_size=1024, expert_count=8)
     path = tmp_path_factory.mktemp("gguf") / f"{request.param}.gguf"
     size = write_gguf(path, model.metadata(), model.tensors(), seed=3)
     return model, path, size
