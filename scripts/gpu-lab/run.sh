@@ -7,7 +7,8 @@
 # POINTS: a10, v100 (the cards' free VRAM), full (the whole GPU), or a free VRAM in GiB to emulate;
 # "/bN" runs that point with num_batch N instead of 512.
 #
-# Inputs, in LAB_DIR (default <repo>/.lab; scripts/gpu-lab/pack.sh fills it on the build machine):
+# Inputs, in LAB_DIR (default <repo>/.lab; scripts/gpu-lab/pack.sh fills it on the build machine;
+# copy only LAB_DIR/carry to the GPU machine, so a rerun there keeps the unpacked server and build):
 #   carry/ollama-<ver>.tar.xz   bin/ollama + lib/ollama CPU backends (scripts/dev/build-ollama.sh)
 #   carry/ollama-cmake.tar.xz   Ollama's CMake project, for the CUDA backend
 #   carry/ggml-cuda.tar.xz      optional: a CUDA backend an earlier run built (skips the build)
