@@ -80,6 +80,14 @@ def parse_points(text: str) -> list[Point]:
     return points
 
 
+def emulated_overhead(free: int, target_gib: float | None) -> int:
+    """OLLAMA_GPU_OVERHEAD that leaves the server what a card with ``target_gib`` free would leave
+    after the recipe's own 1 GiB: free - overhead = target - 1 GiB. None: the whole GPU, no overhead."""
+    if target_gib is None:
+        return 0
+    return max(0, free - round(target_gib * GIB) + RECIPE_OVERHEAD)
+
+
 class Server:
     """``ollama serve`` with a given environment, its log in a file."""
 
@@ -152,10 +160,7 @@ def run_point(
         "OLLAMA_MAX_LOADED_MODELS": "1",
         "OLLAMA_LOAD_TIMEOUT": "10m",
     }
-    overhead = 0
-    if gpu is not None and point.target_gib is not None:
-        # Leave the server `target - recipe overhead` above its own minimum: what the card would.
-        overhead = max(0, gpu[0] - round(point.target_gib * GIB) + RECIPE_OVERHEAD)
+    overhead = emulated_overhead(gpu[0], point.target_gib) if gpu is not None else 0
     env["OLLAMA_GPU_OVERHEAD"] = str(overhead)
     record: dict[str, Any] = {
         "point": point.label,
