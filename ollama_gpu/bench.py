@@ -185,7 +185,7 @@ def planned_bounds(settings: Settings) -> Optional[dict[str, float]]:
         return None
     return {
         "decode_tokens_per_s": plan.decode.tokens_per_s,
-        "prefill_tokens_per_s": plan.inputs.prefill_tokens_per_s,
+        "prefill_tokens_per_s": round(plan.prefill_tokens_per_s, 1),
         "max_prompt_tokens": plan.context.max_prompt_tokens,
     }
 
@@ -377,7 +377,24 @@ def format_table(report: dict[str, Any]) -> str:
         f"Ollama {report['version']} at {report['url']}, model {report['model']}: num_ctx {report['num_ctx']}, "
         f"num_predict {report['num_predict']}, median (min–max) of {report['repeats']} runs per size"
     )
-    return f"{title}\n{generation_stats.render_table(headers, rows)}"
+    table = f"{title}\n{generation_stats.render_table(headers, rows)}"
+    rate = measured_prefill_override(report)
+    if rate is None:
+        return table
+    return (
+        f"{table}\nTo plan with this host's measured prefill instead of the derived one: "
+        f"pulumi config set --path ollama-gpu:hardware.prefillTokensPerSecond {rate:g}"
+    )
+
+
+def measured_prefill_override(report: dict[str, Any]) -> Optional[float]:
+    """The prefill rate to feed back as hardware.prefillTokensPerSecond: the median of the largest
+    prompt size measured, the one closest to the long first prompts the context budget is about."""
+    measured = [size for size in report["sizes"] if size["runs"] and "prefill_tokens_per_s" in size["summary"]]
+    if not measured:
+        return None
+    largest = max(measured, key=lambda size: size["target_tokens"])
+    return round(largest["summary"]["prefill_tokens_per_s"]["median"], 1)
 
 
 def _sizes(text: str) -> list[int]:

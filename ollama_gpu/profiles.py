@@ -31,7 +31,10 @@ _A10 = {
         "alias": "qwen3-30b-a3b-2507-q8:ctx32k",
         "parameters": {
             "numCtx": 32768,
-            # 32768 − a ~12K first prompt (what answers within a 5-minute client timeout).
+            # 32768 − 20480 leaves 12288 tokens for the prompt. The operator's engine prefilled 40
+            # tokens/s, so ~12K was also what answered within a 5-minute client timeout; the pinned
+            # 0.24.0 streams host layers through the GPU (derived A10: ~210 tokens/s even for a 32K
+            # prompt, README "GPU lab"), so now only the thinking budget (15-20K) sets the split.
             "numPredict": 20480,
             # Keep history when the context fills; 0 recomputed it and timed out.
             "numKeep": -1,

@@ -177,7 +177,8 @@ class HardwareSettings(_Section):
     host_ram: Optional[Size] = Field(None, description="Host RAM, e.g. '116GB' (1GiB–64TiB).")
     host_ram_bandwidth_gbps: Optional[Float] = Field(None, gt=0, le=100_000, description="Host RAM bandwidth, GB/s.")
     prefill_tokens_per_second: Optional[Float] = Field(
-        None, gt=0, le=10_000_000, description="Measured prompt-processing rate, for the context budget."
+        None, gt=0, le=10_000_000,
+        description="Measured prompt tokens/s (scripts/bench prints it); replaces the derived prefill in the context budget.",
     )
 
     @field_validator("gpu_free_vram")

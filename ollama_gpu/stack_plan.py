@@ -54,6 +54,9 @@ def build_stack_plan(settings: Settings) -> Optional[Plan]:
             num_parallel=env.num_parallel,
             client_timeout_s=settings.client.timeout_seconds,
             alternatives=alternatives(settings.model.base),
+            # The pinned 0.24.0 CUDA build runs host-resident blocks' prompt batches on the GPU
+            # (measured: README "GPU lab"), which sets the GPU graph and the prefill rate.
+            op_offload=PROFILES[settings.profile].gpu is not None,
         )
         return build_plan(inputs)
     except ValueError as error:

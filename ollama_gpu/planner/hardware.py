@@ -18,6 +18,12 @@ class GpuProfile:
     name: str
     free_vram: int = field(metadata={"doc": "bytes the CUDA driver reports free at load time"})
     memory_bandwidth: float = field(metadata={"doc": "peak device-memory bandwidth, bytes/s"})
+    host_to_device_bandwidth: float | None = field(
+        default=None, metadata={"doc": "cudaMemcpy from pageable host memory, bytes/s (op offload's weight copies)"}
+    )
+    prefill_slowdown_vs_lab: float | None = field(
+        default=None, metadata={"doc": "how many times the lab's H200 prefill compute this card takes"}
+    )
 
 
 @dataclass(frozen=True)
@@ -50,19 +56,27 @@ A10 = HardwareProfile(
         free_vram=round(22.5 * GIB),
         # NVIDIA's A10 datasheet: 600 GB/s GDDR6.
         memory_bandwidth=600e9,
+        # Derived (README "GPU lab"): the lab's H200 host copied pageable memory at 7.0 GB/s over a
+        # PCIe 5.0 link that carries 55 GB/s pinned; the staging copy on the host, not the link,
+        # sets that rate, and an A10's PCIe 4.0 x16 (about 25 GB/s pinned) is no narrower.
+        host_to_device_bandwidth=7.0e9,
+        # Derived: dense tensor throughput, H200 989 TFLOP/s f16 and 1979 TOP/s int8 against the
+        # A10's 125 and 250 (datasheets): 7.9x.
+        prefill_slowdown_vs_lab=7.9,
     ),
     # field-notes.md: 116 GB RAM and 20 cores. Bandwidth is an assumption: an effective share of
     # an 8-channel DDR4 server socket for a 20-vCPU VM; the 30 tokens/s the operator measured
     # with 18 of 48 blocks in RAM needs at least about 50 GB/s.
     host=HostProfile(ram=116 * 10**9, ram_bandwidth=100e9, cores=20),
-    # field-notes.md "Measured speed": 40 tokens/s prefill, hybrid Q8_0. That engine computed the
-    # host-resident blocks on the CPU; 0.24.0 streams them through the GPU for prompt batches
-    # (graph.py), so this figure is likely pessimistic for 0.24.0 until measured again.
+    # field-notes.md "Measured speed": 40 tokens/s prefill, hybrid Q8_0, on an engine that computed
+    # the host-resident blocks on the CPU. Plans with op offload (the pinned 0.24.0 CUDA build)
+    # derive prefill from planner/prefill.py instead; this figure remains for the CPU-computing case.
     prefill_tokens_per_s=40.0,
     assumptions=(
         "usable VRAM 22.5 GiB (measured), 600 GB/s (datasheet)",
         "host RAM 116 GB and 20 cores (measured); RAM bandwidth 100 GB/s (assumed)",
-        "prefill 40 tokens/s (measured on an older Ollama; 0.24.0 offloads prompt batches to the GPU and may be faster)",
+        "prefill with op offload derived from the H200 lab: host copies at 7.0 GB/s, GPU compute 7.9x the H200's",
+        "prefill without op offload 40 tokens/s (measured on an older Ollama that computed host blocks on the CPU)",
     ),
 )
 
@@ -74,17 +88,23 @@ V100 = HardwareProfile(
         free_vram=round(31.7 * GIB),
         # NVIDIA's V100 datasheet: 900 GB/s HBM2.
         memory_bandwidth=900e9,
+        # Derived as for the A10: host-bound pageable copies (PCIe 3.0 x16, about 12 GB/s pinned,
+        # is still wider than 7.0 GB/s).
+        host_to_device_bandwidth=7.0e9,
+        # Derived: 125 TFLOP/s f16 tensor cores against the H200's 989 (no int8 tensor cores; the
+        # engine's int8 kernels fall back to slower paths, so this is optimistic).
+        prefill_slowdown_vs_lab=7.9,
     ),
     # field-notes.md gives 8 cores and no RAM size. 64 GB is assumed (typical of 8-vCPU V100 cloud
     # VMs); bandwidth 50 GB/s is assumed for 8 vCPUs.
     host=HostProfile(ram=64 * 10**9, ram_bandwidth=50e9, cores=8),
-    # Not measured: with nearly every block in VRAM prefill is GPU-bound; 300 tokens/s is a
-    # deliberately conservative assumption.
+    # Not measured: the figure for plans without op offload, a deliberately conservative assumption.
     prefill_tokens_per_s=300.0,
     assumptions=(
         "usable VRAM 31.7 GiB (measured), 900 GB/s (datasheet), 8 cores (measured)",
         "host RAM 64 GB and RAM bandwidth 50 GB/s (assumed: not in the field notes)",
-        "prefill 300 tokens/s (assumed, not measured)",
+        "prefill with op offload derived from the H200 lab: host copies at 7.0 GB/s, GPU compute 7.9x the H200's",
+        "prefill without op offload 300 tokens/s (assumed, not measured)",
     ),
 )
 

@@ -14,6 +14,7 @@ from ollama_gpu.planner.budget import ContextBudget, cheaper_fits, context_budge
 from ollama_gpu.planner.geometry import ModelGeometry
 from ollama_gpu.planner.hardware import HardwareProfile
 from ollama_gpu.planner.placement import CUDA_MINIMUM_MEMORY, Placement, place
+from ollama_gpu.planner.prefill import OP_OFFLOAD_MIN_BATCH, PrefillModel, derived_prefill_model
 from ollama_gpu.planner.speed import DecodeBound, decode_bound
 from ollama_gpu.planner.units import format_gb, format_ollama
 
@@ -25,6 +26,9 @@ class PlanInputs:
     gpu_free_vram None means a CPU-only host. num_predict < 0 means unbounded, as in Ollama.
     context_fill is how many tokens are already in the cache when the decode bound is taken.
     alternatives are other builds of the same model to suggest when this one spills to the CPU.
+    prefill_model, when set and op offload is on, replaces prefill_tokens_per_s in the context
+    budget by the op-offload prefill model (planner/prefill.py) at a whole-context prompt;
+    prefill_tokens_per_s then serves only plans without op offload.
     """
 
     geometry: ModelGeometry
@@ -45,6 +49,7 @@ class PlanInputs:
     context_fill: int = 4096
     alternatives: tuple[ModelGeometry, ...] = ()
     assumptions: tuple[str, ...] = ()
+    prefill_model: PrefillModel | None = None
 
     def __post_init__(self) -> None:
         if self.gpu_free_vram is not None and not self.gpu_bandwidth:
@@ -57,8 +62,17 @@ class PlanInputs:
 
     @classmethod
     def for_profile(cls, profile: HardwareProfile, geometry: ModelGeometry, **settings: Any) -> PlanInputs:
-        """Inputs from a hardware profile; keyword settings (num_ctx, host_ram, ...) override it."""
+        """Inputs from a hardware profile; keyword settings (num_ctx, host_ram, ...) override it.
+
+        With op offload on and no prefill_tokens_per_s given (the measured override), prefill comes
+        from the profile's derived prefill model when the lab has a fit for the model.
+        """
         gpu = profile.gpu
+        if gpu and settings.get("op_offload") and "prefill_tokens_per_s" not in settings:
+            settings.setdefault("prefill_model", derived_prefill_model(
+                geometry.name, h2d_bandwidth=gpu.host_to_device_bandwidth,
+                slowdown_vs_lab=gpu.prefill_slowdown_vs_lab, card=gpu.name,
+            ))
         defaults: dict[str, Any] = {
             "gpu_free_vram": gpu.free_vram if gpu else None,
             "gpu_bandwidth": gpu.memory_bandwidth if gpu else None,
@@ -80,6 +94,8 @@ class Plan:
     context: ContextBudget
     warnings: tuple[str, ...]
     errors: tuple[str, ...]
+    prefill_tokens_per_s: float
+    prefill_source: str
 
     def to_dict(self) -> dict[str, Any]:
         p, inputs = self.placement, self.inputs
@@ -128,7 +144,8 @@ class Plan:
             "warnings": list(self.warnings),
             "errors": list(self.errors),
             "assumptions": {
-                "prefill_tokens_per_s": inputs.prefill_tokens_per_s,
+                "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 1),
+                "prefill_source": self.prefill_source,
                 "client_timeout_s": inputs.client_timeout_s,
                 "gpu_bandwidth": inputs.gpu_bandwidth,
                 "host_ram_bandwidth": inputs.host_ram_bandwidth,
@@ -158,10 +175,16 @@ def build_plan(inputs: PlanInputs) -> Plan:
         host_bandwidth=inputs.host_ram_bandwidth,
         context_fill=inputs.context_fill,
     )
+    prefill_rate, prefill_source = inputs.prefill_tokens_per_s, "stated rate (profile or hardware.prefillTokensPerSecond)"
+    offloads = inputs.op_offload and inputs.gpu_free_vram is not None and placement.num_batch >= OP_OFFLOAD_MIN_BATCH
+    if inputs.prefill_model and offloads:
+        # The slowest tokens per second of any prompt that fits: a whole-context first prompt.
+        prefill_rate = inputs.prefill_model.estimate(inputs.geometry, placement, placement.num_ctx).tokens_per_s
+        prefill_source = f"op-offload prefill model, {inputs.prefill_model.source}"
     budget = context_budget(
         num_ctx=placement.num_ctx,
         num_predict=inputs.num_predict,
-        prefill_tokens_per_s=inputs.prefill_tokens_per_s,
+        prefill_tokens_per_s=prefill_rate,
         client_timeout_s=inputs.client_timeout_s,
     )
     memory_warnings, errors = memory_findings(
@@ -177,6 +200,8 @@ def build_plan(inputs: PlanInputs) -> Plan:
         context=budget,
         warnings=(*placement.warnings, *memory_warnings, *budget.warnings, *advice),
         errors=tuple(errors),
+        prefill_tokens_per_s=prefill_rate,
+        prefill_source=prefill_source,
     )
 
 
@@ -214,9 +239,10 @@ def format_plan_table(plan: Plan) -> str:
     )
     lines.append(
         f"context: first prompt up to {plan.context.max_prompt_tokens} tokens "
-        f"({inputs.prefill_tokens_per_s:g} tokens/s x {inputs.client_timeout_s:g} s timeout = "
+        f"({plan.prefill_tokens_per_s:.0f} tokens/s x {inputs.client_timeout_s:g} s timeout = "
         f"{plan.context.timely_prompt_tokens}; num_predict {inputs.num_predict}, num_ctx {p.num_ctx})"
     )
+    lines.append(f"         prefill: {plan.prefill_source}")
     for title, items in (("warnings", plan.warnings), ("errors", plan.errors), ("assumptions", inputs.assumptions)):
         lines.append(f"{title}:" + ("" if items else " none"))
         lines.extend(f"  - {item}" for item in items)

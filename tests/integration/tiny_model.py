@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
 
+from ollama_gpu.gpulab.models import byte_symbols
+
 ARCHITECTURE = "qwen3moe"
 CONTEXT_LENGTH = 32768
 EMBEDDING_LENGTH = 128
@@ -60,16 +62,11 @@ WORDS = (
 ).split()
 
 
+_BYTE_SYMBOLS = byte_symbols()
+
+
 def _byte_to_symbol(byte: int) -> str:
-    """GPT-2's reversible byte-to-character map: printable Latin-1 bytes stand for themselves,
-    the rest move up past U+0100 so that no token contains whitespace or control characters."""
-    if byte <= 0x20:
-        return chr(byte + 0x100)
-    if 0x7F <= byte <= 0xA0:
-        return chr(byte + 0xA2)
-    if byte == 0xAD:
-        return chr(0x143)
-    return chr(byte)
+    return _BYTE_SYMBOLS[byte]
 
 
 def _encode(text: str) -> str:

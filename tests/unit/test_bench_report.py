@@ -51,12 +51,16 @@ def a10():
 
 
 def test_bounds_are_the_a10_stack_plan(a10) -> None:
-    # The a10 stack (q8_0 KV, 32K): 31 blocks on the GPU, decode bound 56.0 tokens/s, and a first
-    # prompt of 40 tokens/s x 300 s = 12000 tokens (see the README's plan section).
+    # The a10 stack (q8_0 KV, 32K, op offload): 31 blocks on the GPU, decode bound 56.0 tokens/s.
+    # Prefill (planner/prefill.py, derived A10 figures) for a whole-context prompt: 64 batches each
+    # copy the 17 host blocks, 17 x 662,848,512 B, plus their q8_0 KV (1088 B per cell per layer,
+    # 512 x (1 + ... + 64) cells) = 740.9 GB at 7.0 GB/s = 105.8 s; GPU 7.9 x (157.4 µs x 32768 +
+    # 1.19 ns x 32768²) = 50.8 s; 32768 / 156.7 s = 209.1 tokens/s. Timely: 209.1 x 300 s, more than
+    # the context, so the prompt ceiling is num_ctx - num_predict = 32768 - 20480 = 12288.
     bounds = planned_bounds(a10)
     assert round(bounds["decode_tokens_per_s"], 1) == 56.0
-    assert bounds["prefill_tokens_per_s"] == 40.0
-    assert bounds["max_prompt_tokens"] == 12000
+    assert bounds["prefill_tokens_per_s"] == pytest.approx(209.1, abs=0.1)
+    assert bounds["max_prompt_tokens"] == 12288
 
 
 def test_a_model_the_planner_does_not_know_has_no_bounds(a10) -> None:
@@ -87,6 +91,14 @@ def test_the_table_sets_the_plan_beside_the_measurements() -> None:
     assert "prefill tok/s (plan ~40.0)" in lines[1] and "decode tok/s (plan ≤31.5)" in lines[1]
     assert lines[2].split()[:8] == ["4096", "4,095", "(4,090–4,100)", "115", "(110–120)", "fits", "36.5", "(35.0–38.0)"]
     assert "exceeds" in lines[3] and "above the plan's prompt ceiling of 12000 tokens" in lines[3]
+
+
+def test_the_largest_measured_prompt_is_offered_as_the_prefill_override() -> None:
+    sizes = [SizeResult(1024, runs=[_run(1024, 1.0, 500.0, 20.0)]),
+             SizeResult(12288, runs=[_run(12300, 60.0, 205.0, 15.0), _run(12290, 61.0, 201.0, 15.0)])]
+    report = _report(None, sizes)
+    assert bench.measured_prefill_override(report) == 203.0
+    assert format_table(report).splitlines()[-1].endswith("hardware.prefillTokensPerSecond 203")
 
 
 def test_without_a_plan_the_headers_are_plain() -> None:

@@ -1,0 +1,104 @@
+"""The planner against every committed GPU-lab run (lab/results, measured on an H200 with the pinned
+Ollama's CUDA build; scripts/gpu-lab). No GPU needed: the runs' own log lines and timings are the data.
+
+Placement is checked with the tolerances issue 10 set: layers exact, weights and KV per device
+within 1%, total within 2%, compute graph (op offload) within 10%. Runs the planner is known to get
+wrong are strict xfails with the reason, so a fix shows up as an unexpected pass.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from ollama_gpu.gpulab.compare import compare
+from ollama_gpu.gpulab.results import load
+
+RESULTS = sorted((Path(__file__).resolve().parents[2] / "lab" / "results").glob("*.json"))
+COMPARISONS = compare([load(path) for path in RESULTS])
+RUNS = [(c, run) for c in COMPARISONS for run in c["runs"] if "placement" in run]
+
+SLIDING_WINDOW = "sliding-window KV cache not modelled yet (issue 11): the planner sizes every gemma3 layer by num_ctx"
+KNOWN_LAYOUT_MISSES = {
+    ("qwen3-30b-a3b-q8_0.lease-a.json", "8GiB"): (
+        "hybrid op-offload graph 24 MiB under the measured 450 MiB leaves room for a 9th block the server did not place"
+    ),
+}
+KNOWN_GRAPH_MISSES = {
+    ("qwen3-32b-q4_K_M.lease-a.json", "a10"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
+    ("qwen3-32b-q4_K_M.lease-a.json", "14GiB"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
+    ("qwen3-32b-q4_K_M.lease-a.json", "8GiB"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
+    ("qwen3-32b-q4_K_M.lease-b.json", "a10"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
+    ("qwen3-30b-a3b-q8_0.lease-b.json", "a10/b2048"): "num_batch 2048 graph over-estimated (858 vs 718.5 MiB)",
+    ("qwen3-30b-a3b-q8_0.lease-b.json", "8GiB/b2048"): "num_batch 2048 graph over-estimated (858 vs 718.5 MiB)",
+}
+
+
+def _cases(known: dict[tuple[str, str], str]):
+    for comparison, run in RUNS:
+        key = (comparison["source"], run["point"])
+        reason = SLIDING_WINDOW if comparison["model"].startswith("gemma3") else known.get(key)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        yield pytest.param(run, id=f"{key[0].removesuffix('.json')}-{key[1]}", marks=marks)
+
+
+def _figures(run, *names):
+    return {f["name"]: f for f in run["placement"] if f["name"] in names}
+
+
+def test_every_model_and_both_cards_were_measured():
+    measured = {(c["model"], run["point"]) for c, run in RUNS}
+    for model in ("qwen3-30b-a3b-q8_0", "qwen3-30b-a3b-q4_K_M", "qwen3-32b-q4_K_M", "gemma3-27b-q4_K_M"):
+        points = {point for name, point in measured if name == model}
+        assert {"a10", "v100"} <= points and len(points) >= 4, (model, points)
+
+
+@pytest.mark.parametrize("run", list(_cases(KNOWN_LAYOUT_MISSES)))
+def test_layers_weights_kv_and_total_match_the_server(run):
+    figures = _figures(run, "layers offloaded", "weights GPU", "weights CPU", "KV GPU", "KV CPU", "total")
+    off = {name: f"{figure['planned']} planned, {figure['measured']} measured"
+           for name, figure in figures.items() if not figure["ok"]}
+    assert not off
+
+
+@pytest.mark.parametrize("run", list(_cases(KNOWN_GRAPH_MISSES)))
+def test_compute_graph_with_op_offload_within_ten_percent(run):
+    figures = _figures(run, "graph GPU", "graph CPU")
+    assert all(figure["ok"] for figure in figures.values()), figures
+
+
+def _prefill_rows(predicate):
+    return [(c["source"], run["point"], row) for c, run in RUNS for row in run.get("speed", [])
+            if "prefill_error" in row and predicate(c, run, row)]
+
+
+def test_prefill_model_for_dense_hybrid_runs_has_no_fitted_transfer_term():
+    """Dense Qwen3-32B: transfer of the host blocks at the measured pageable cudaMemcpy bandwidth
+    plus the GPU time of the fully resident run; nothing fitted to the hybrid runs."""
+    rows = _prefill_rows(lambda c, run, row: c["model"] == "qwen3-32b-q4_K_M" and run["gpu_blocks"] < 64)
+    assert len(rows) >= 8
+    errors = [abs(row["prefill_error"]) for *_, row in rows]
+    assert max(errors) <= 0.15, rows
+
+
+def test_prefill_model_for_moe_hybrid_runs_with_the_lab_router_share():
+    """MoE hybrids with the lab's fitted expert share, prompts of 8192 tokens or more. Shorter prompts
+    run slower than the fit, up to +96% for one 512-token batch: the random router spreads a
+    prompt's first batches over more experts than its later ones. The README states those errors."""
+    rows = _prefill_rows(lambda c, run, row: c["model"].startswith("qwen3-30b-a3b") and run["gpu_blocks"] < 48
+                         and row["prompt_tokens"] >= 8192)
+    assert len(rows) >= 10
+    assert max(abs(row["prefill_error"]) for *_, row in rows) <= 0.15, rows
+
+
+def test_random_router_copies_a_minority_of_experts():
+    """Why the lab's MoE prefill is faster than the real model's: its router sends a 512-token batch
+    to well under half of the experts; a trained router reaches nearly all (planner/prefill.py)."""
+    for comparison in COMPARISONS:
+        if comparison["model"].startswith("qwen3-30b-a3b"):
+            assert 0.1 < comparison["lab_expert_share"][512] < 0.4, comparison["source"]
+
+
+def test_measured_decode_never_beats_the_bandwidth_bound():
+    rows = [row for _, run in RUNS for row in run.get("speed", []) if "decode_ratio" in row]
+    assert len(rows) >= 40
+    assert all(0 < row["decode_ratio"] < 1 for row in rows)
