@@ -18,26 +18,12 @@ COMPARISONS = compare([load(path) for path in RESULTS])
 RUNS = [(c, run) for c in COMPARISONS for run in c["runs"] if "placement" in run]
 
 SLIDING_WINDOW = "sliding-window KV cache not modelled yet (issue 11): the planner sizes every gemma3 layer by num_ctx"
-KNOWN_LAYOUT_MISSES = {
-    ("qwen3-30b-a3b-q8_0.lease-a.json", "8GiB"): (
-        "hybrid op-offload graph 24 MiB under the measured 450 MiB leaves room for a 9th block the server did not place"
-    ),
-}
-KNOWN_GRAPH_MISSES = {
-    ("qwen3-32b-q4_K_M.lease-a.json", "a10"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
-    ("qwen3-32b-q4_K_M.lease-a.json", "14GiB"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
-    ("qwen3-32b-q4_K_M.lease-a.json", "8GiB"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
-    ("qwen3-32b-q4_K_M.lease-b.json", "a10"): "dense hybrid graph over-estimated (434.5 vs 380 MiB)",
-    ("qwen3-30b-a3b-q8_0.lease-b.json", "a10/b2048"): "num_batch 2048 graph over-estimated (858 vs 718.5 MiB)",
-    ("qwen3-30b-a3b-q8_0.lease-b.json", "8GiB/b2048"): "num_batch 2048 graph over-estimated (858 vs 718.5 MiB)",
-}
 
 
-def _cases(known: dict[tuple[str, str], str]):
+def _cases():
     for comparison, run in RUNS:
         key = (comparison["source"], run["point"])
-        reason = SLIDING_WINDOW if comparison["model"].startswith("gemma3") else known.get(key)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        marks = [pytest.mark.xfail(strict=True, reason=SLIDING_WINDOW)] if comparison["model"].startswith("gemma3") else []
         yield pytest.param(run, id=f"{key[0].removesuffix('.json')}-{key[1]}", marks=marks)
 
 
@@ -52,7 +38,7 @@ def test_every_model_and_both_cards_were_measured():
         assert {"a10", "v100"} <= points and len(points) >= 4, (model, points)
 
 
-@pytest.mark.parametrize("run", list(_cases(KNOWN_LAYOUT_MISSES)))
+@pytest.mark.parametrize("run", list(_cases()))
 def test_layers_weights_kv_and_total_match_the_server(run):
     figures = _figures(run, "layers offloaded", "weights GPU", "weights CPU", "KV GPU", "KV CPU", "total")
     off = {name: f"{figure['planned']} planned, {figure['measured']} measured"
@@ -60,7 +46,7 @@ def test_layers_weights_kv_and_total_match_the_server(run):
     assert not off
 
 
-@pytest.mark.parametrize("run", list(_cases(KNOWN_GRAPH_MISSES)))
+@pytest.mark.parametrize("run", list(_cases()))
 def test_compute_graph_with_op_offload_within_ten_percent(run):
     figures = _figures(run, "graph GPU", "graph CPU")
     assert all(figure["ok"] for figure in figures.values()), figures

@@ -84,7 +84,8 @@ def test_graph_model_tracks_ollama_0_24_0(geometry, layout, cells, batch, fa, qu
     )
     predicted = getattr(reserve, device) / MIB
     # Fragmentation in ggml's allocator moves the real figure around the formula; the worst
-    # measured point (hybrid, num_batch 1024) is 28% off, the defaults (num_batch 512) within 24%.
+    # measured points are 24% off (hybrid, num_batch 1024) and 23% (full, 16K context), the
+    # hybrids at num_batch 512 within 18% (65K context; 32K exact).
     tolerance = 0.30 if batch == 1024 else 0.25
     assert predicted == pytest.approx(measured, rel=tolerance)
 
@@ -112,13 +113,14 @@ def test_a10_field_notes_layout_graphs():
 def test_a10_field_notes_layout_graphs_with_op_offload():
     """The same layout as the measured 0.24.0 CUDA build runs it (op offload on).
 
-    GPU: f32 mask 32768 x 512 x 4 = 64 MiB + activations 80 MiB + CUDA scratch 78 MiB + staging copy
-    of a host-resident ffn_*_exps (204 MiB) = 426 MiB (the H100 measured 450 MiB for this layout).
-    CPU: only the token embeddings, 4 MiB.
+    GPU: f32 mask 32768 x 512 x 4 = 64 MiB + activations 80 MiB + CUDA scratch 78 MiB, plus the
+    staging copy of a host-resident ffn_*_exps (204 MiB) less the half of the activations it finds
+    freed (40 MiB), plus the host blocks' other inputs and fragmentation (64 MiB) = 450 MiB, what the
+    H100 and the H200 lab measured for this layout. CPU: only the token embeddings, 4 MiB.
     """
     geometry = CATALOG["qwen3:30b-a3b-thinking-2507-q8_0"].geometry()
     reserve = graph_reserve(geometry, **A10_FIELD_NOTES_LAYOUT, op_offload=True)
-    assert reserve == type(reserve)(gpu=426 * MIB, cpu=4 * MIB)
+    assert reserve == type(reserve)(gpu=450 * MIB, cpu=4 * MIB)
 
 
 def test_default_gpu_graph_does_not_depend_on_the_layout():
