@@ -82,12 +82,26 @@ class HardwareSettings(_Section):
     """What the planner assumes about the machine; unset values come from the GPU profile."""
 
     gpu_free_vram: Optional[ByteSize] = Field(None, description="VRAM Ollama sees as free, e.g. '22.5GiB'.")
+    gpu_free_vram_per_gpu: Optional[list[ByteSize]] = Field(
+        None, min_length=1, max_length=12,
+        description="Free VRAM of each GPU in CUDA order on a multi-GPU host, e.g. ['22.5GiB', '22.5GiB']; "
+        "its length is the GPU count. Replaces gpuFreeVram.",
+    )
     gpu_bandwidth_gbps: Optional[float] = Field(None, gt=0, description="GPU memory bandwidth, GB/s.")
     host_ram: Optional[ByteSize] = Field(None, description="Host RAM, e.g. '116GB'.")
     host_ram_bandwidth_gbps: Optional[float] = Field(None, gt=0, description="Host RAM bandwidth, GB/s.")
     prefill_tokens_per_second: Optional[float] = Field(
         None, gt=0, description="Measured prompt-processing rate, for the context budget."
     )
+
+    @model_validator(mode="after")
+    def _one_vram_figure(self) -> "HardwareSettings":
+        if self.gpu_free_vram is not None and self.gpu_free_vram_per_gpu is not None:
+            raise SettingProblem(
+                "gpuFreeVramPerGpu", self.gpu_free_vram_per_gpu, "and gpuFreeVram are both set",
+                "keep gpuFreeVramPerGpu (one figure per GPU) and remove gpuFreeVram",
+            )
+        return self
 
 
 class ServerEnv(_Section):
