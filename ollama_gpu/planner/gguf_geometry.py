@@ -17,6 +17,11 @@ from ollama_gpu.planner.gguf_header import GGUFError, GGUFHeader, read_header
 from ollama_gpu.planner.llamacpp_estimate import estimate_inputs
 
 
+# The deepest published models have a few hundred blocks; this bounds per-block tables built from
+# a corrupt header.
+MAX_BLOCKS = 4096
+
+
 def _largest(value: Any, key: str = "value") -> int:
     """Some architectures store per-layer arrays (e.g. head_count_kv); placement needs the max."""
     items = value if isinstance(value, (list, tuple)) else [value]
@@ -46,13 +51,16 @@ def _shape_from_metadata(get: Callable[[str], Any], tensors: list[TensorInfo]) -
             return default
         return _largest(value, f"{architecture}.{key}")
 
+    block_count = number("block_count")
+    if not 0 < block_count <= MAX_BLOCKS:
+        raise ValueError(f"metadata {architecture}.block_count is {block_count}: a model has 1 to {MAX_BLOCKS} blocks")
     embedding_length = number("embedding_length")
     head_count = number("attention.head_count")
     embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
     vocab_size = embd.shape[1] if embd is not None and len(embd.shape) > 1 else number("vocab_size", 0)
     return ModelShape(
         architecture=architecture,
-        block_count=number("block_count"),
+        block_count=block_count,
         embedding_length=embedding_length,
         head_count=head_count,
         head_count_kv=number("attention.head_count_kv", head_count),
