@@ -13,7 +13,7 @@ from typing import Any
 
 from ollama_gpu.planner.architectures import EngineRules, Hyper, engine_for, engine_rules
 from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
-from ollama_gpu.planner.gguf_header import GGUFError, GGUFHeader, read_header
+from ollama_gpu.planner.gguf_header import GGUFError, GGUFHeader, NotGGUF, read_header
 from ollama_gpu.planner.llamacpp_estimate import estimate_inputs
 
 
@@ -104,14 +104,21 @@ def rules_from_metadata(get: Callable[[str], Any], shape: ModelShape, tensors: l
 
 
 def geometry_from_gguf(path: str | os.PathLike[str], name: str | None = None) -> ModelGeometry:
-    """Geometry of a GGUF file, read from its header alone."""
+    """Geometry of a GGUF file, read from its header alone; a ValueError says what is wrong with it."""
+    if not os.path.isfile(path):
+        raise ValueError("is not a regular file")
     with open(path, "rb") as file:
 
         def read_at(offset: int, size: int) -> bytes:
             file.seek(offset)
             return file.read(size)
 
-        header = read_header(read_at)
+        try:
+            header = read_header(read_at)
+        except NotGGUF:
+            raise
+        except GGUFError as error:
+            raise GGUFError(f"is truncated or damaged: {error}") from None
     return geometry_from_header(header, name or os.path.basename(os.fspath(path)), os.path.getsize(path))
 
 

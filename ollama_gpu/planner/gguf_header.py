@@ -60,6 +60,10 @@ class GGUFError(ValueError):
     """The bytes are not a GGUF header the planner can read; the message says why."""
 
 
+class NotGGUF(GGUFError):
+    """The bytes do not start with the GGUF magic: some other file."""
+
+
 class NeedMoreBytes(Exception):
     """The header continues past the bytes given; ``size`` is how many bytes to read in all."""
 
@@ -128,7 +132,9 @@ class _Cursor:
             raise GGUFError(f"{what} at byte {self.position} runs past {MAX_HEADER_BYTES} bytes: not a header the planner reads")
         if end > len(self.data):
             if self.complete:
-                raise GGUFError(f"file ends at byte {len(self.data)} inside the GGUF header ({what} at byte {self.position})")
+                raise GGUFError(
+                    f"file is truncated: it ends at byte {len(self.data)} inside the GGUF header ({what} at byte {self.position})"
+                )
             raise NeedMoreBytes(end)
         chunk = self.data[self.position:end]
         self.position = end
@@ -185,9 +191,11 @@ def parse_header(data: bytes, *, complete: bool = False) -> GGUFHeader:
     (GGUFError) rather than a request for more (NeedMoreBytes).
     """
     cursor = _Cursor(data, complete)
+    if complete and len(data) < len(GGUF_MAGIC):
+        raise NotGGUF(f"not a GGUF file: it has {len(data)} bytes")
     magic = cursor.take(4, "magic")
     if magic != GGUF_MAGIC:
-        raise GGUFError(f"not a GGUF file: it starts with {magic!r}, not {GGUF_MAGIC!r}")
+        raise NotGGUF(f"not a GGUF file: it starts with {magic!r}, not {GGUF_MAGIC!r}")
     version = cursor.unpack("<I", 4, "version")
     if version not in SUPPORTED_VERSIONS:
         raise GGUFError(f"GGUF version {version} is not supported (the planner reads versions 2 and 3)")

@@ -259,7 +259,7 @@ def read_remote_model(
         try:
             header = read_header(reader.read_at, first_read=FIRST_READ)
         except GGUFError as error:
-            if "ends at byte" in str(error):
+            if str(error).startswith("file is truncated"):
                 raise RegistryError(
                     f"blob {digest} of {name} ends inside its GGUF header ({error}): the registry holds a truncated upload"
                 ) from None

@@ -116,7 +116,7 @@ def test_named_errors():
         parse_header(b"GGUF" + u32(1) + bytes(16), complete=True)
     with pytest.raises(GGUFError, match="tensor count is 18446744073709551615"):
         parse_header(b"GGUF" + u32(3) + u64(2**64 - 1) + u64(0), complete=True)
-    with pytest.raises(GGUFError, match="ends at byte 10 inside the GGUF header"):
+    with pytest.raises(GGUFError, match="file is truncated: it ends at byte 10 inside the GGUF header"):
         parse_header(b"GGUF" + u32(3) + b"\0\0", complete=True)
     with pytest.raises(NeedMoreBytes):
         parse_header(b"GGUF" + u32(3) + b"\0\0")
