@@ -177,3 +177,20 @@ def test_compare_reports_what_differs():
         "output_bytes: planned 330620928 bytes, Ollama reports 255260672",
     ]
     assert compare_with_model_info(entry.geometry(), {}) == ["metadata has no general.architecture"]
+
+
+def test_llama_cpp_runner_on_two_gpus_keeps_the_first_cards_graph(tiny_llama):
+    # llamaServer.Load with two equal cards, each with X = 1,873,888 B left after the 457 MiB
+    # minimum and the blk.0 buffer (180,736). Pass 1 (no graph yet): all 4 layers (568,064) fit the
+    # first card alone, so it gets max(partial, full) = 1,573,888 of graph. Pass 2: the first card
+    # now has 300,000 left, too little for everything, so findBestFit takes both cards and its
+    # smallest capacity factor that still places all 4 layers puts them all on the last card (GPU1):
+    # still one entry, so the loop ends. The final graph is "full" (every layer on a GPU) for GPU1,
+    # and GPU0 keeps the graph it was given in pass 1 although it holds nothing: Ollama logs it.
+    g = geometry_from_gguf(tiny_llama)
+    free = 479_199_232 + 180_736 + 1_573_888 + 300_000
+    p = place(g, gpu_free_vram=None, gpu_free_vrams=[free, free], gpu_overhead=0, num_ctx=256, kv_cache_type="f16",
+              flash_attention=True, num_parallel=1)
+    assert [(s.index, s.blocks, s.output, s.graph) for s in p.gpus] == [
+        (0, (), False, 1_573_888), (1, (0, 1, 2), True, 1_573_888)]
+    assert p.weights_cpu == 0  # token_embd is not counted on the llama.cpp runner
