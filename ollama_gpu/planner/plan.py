@@ -133,6 +133,7 @@ class Plan:
                 "flash_attention": p.flash_attention,
                 "op_offload": inputs.op_offload,
                 "gpu_free_vram": inputs.gpu_free_vram,
+                "gpu_free_vram_per_gpu": list(inputs.gpu_free_vrams) or None,
                 "gpu_overhead": inputs.gpu_overhead,
                 "host_ram": inputs.host_ram,
             },

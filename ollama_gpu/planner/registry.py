@@ -18,6 +18,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,22 +110,63 @@ def default_cache_dir() -> Path:
     return Path(root) if root else Path(__file__).resolve().parents[2] / ".cache"
 
 
+class _SameHostCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows redirects without handing the registry's token to another host: blob storage
+    (S3-style presigned URLs) rejects a request that carries a second credential."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameHostCredentials)
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
 class _Client:
     def __init__(self, base: str, name: ModelName, timeout: float):
         self.base, self.name, self.timeout = base.rstrip("/"), name, timeout
+        self.token: str | None = None
 
     def open(self, path: str, headers: dict[str, str]) -> Any:
         url = f"{self.base}/v2/{self.name.repository}/{path}"
-        request = urllib.request.Request(url, headers=headers)
+        for attempt in range(2):
+            request = urllib.request.Request(url, headers=headers)
+            if self.token:
+                request.add_header("Authorization", f"Bearer {self.token}")
+            try:
+                return _OPENER.open(request, timeout=self.timeout)
+            except urllib.error.HTTPError as error:
+                if error.code == 416:
+                    return error
+                challenge = error.headers.get("WWW-Authenticate", "") if error.headers else ""
+                if error.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
+                    self.token = self._anonymous_token(challenge)
+                    continue
+                raise RegistryError(self._status_message(error.code, path)) from None
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise RegistryUnreachable(f"registry {self.base} is unreachable ({reason})") from None
+        raise RegistryError(self._status_message(401, path))
+
+    def _anonymous_token(self, challenge: str) -> str:
+        """The docker registry token flow for public repositories: GET realm?service=&scope=."""
+        fields = dict(_CHALLENGE.findall(challenge))
+        realm = fields.pop("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError(f"registry {self.base} asks for credentials the planner does not have")
+        query = urllib.parse.urlencode({key: value for key, value in fields.items() if key in ("service", "scope")})
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 (http/https only: base is built here)
-        except urllib.error.HTTPError as error:
-            if error.code == 416:
-                return error
-            raise RegistryError(self._status_message(error.code, path)) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise RegistryUnreachable(f"registry {self.base} is unreachable ({reason})") from None
+            with _OPENER.open(f"{realm}?{query}", timeout=self.timeout) as response:
+                answer = json.loads(response.read(1024 * 1024))
+        except (urllib.error.URLError, OSError, ValueError):
+            raise RegistryError(f"registry {self.base} asks for a token that its realm {realm} did not give") from None
+        token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str):
+            raise RegistryError(f"registry {self.base} asks for a token that its realm {realm} did not give")
+        return token
 
     def _status_message(self, code: int, path: str) -> str:
         if code == 404 and path.startswith("manifests/"):

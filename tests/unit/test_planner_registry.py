@@ -19,8 +19,9 @@ MODEL_TYPE = "application/vnd.ollama.image.model"
 class Registry:
     """manifests[(repository, tag)] = manifest; blobs[digest] = bytes."""
 
-    def __init__(self, ranges=True, redirect_to=None):
+    def __init__(self, ranges=True, redirect_to=None, token=None, refuse_credentials=False):
         self.manifests, self.blobs, self.ranges, self.redirect_to = {}, {}, ranges, redirect_to
+        self.token, self.refuse_credentials = token, refuse_credentials
         self.blob_bytes_sent = 0
 
     def add_model(self, repository, tag, blob, size=None, media_type=MODEL_TYPE):
@@ -40,6 +41,17 @@ def serve(registry):
             pass
 
         def do_GET(self):
+            if self.path.startswith("/token?"):
+                return self.reply(200, json.dumps({"token": registry.token}).encode())
+            if registry.refuse_credentials and self.headers.get("Authorization"):
+                return self.reply(400, b"only one auth mechanism allowed")
+            if registry.token and self.path.startswith("/v2/") and self.headers.get("Authorization") != f"Bearer {registry.token}":
+                realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="registry",scope="repository:x:pull"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             manifest = re.match(r"^/v2/(.+)/manifests/([^/]+)$", self.path)
             blob = re.match(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$", self.path)
             if manifest and (manifest[1], manifest[2]) in registry.manifests:
@@ -140,6 +152,16 @@ def test_blobs_redirected_to_another_host_keep_the_range(registry, model_blob, t
     reg.add_model("library/tiny", "q", model_blob)
     assert read("tiny:q", base, tmp_path).geometry.block_count == 3
     assert storage.blob_bytes_sent < len(model_blob)
+
+
+def test_a_token_registry_is_read_anonymously_and_the_token_stays_home(registry, model_blob, tmp_path):
+    # The docker registry token flow (401 + WWW-Authenticate: Bearer realm=...); blob storage on
+    # another host refuses requests that carry the registry's token, as S3 presigned URLs do.
+    storage, storage_base = registry(refuse_credentials=True)
+    storage.add_model("library/tiny", "q", model_blob)
+    reg, base = registry(redirect_to=storage_base, token="anonymous-pull")
+    reg.add_model("library/tiny", "q", model_blob)
+    assert read("tiny:q", base, tmp_path).geometry.block_count == 3
 
 
 def test_a_registry_without_range_support_is_read_as_a_stream_and_said(registry, model_blob, tmp_path):
