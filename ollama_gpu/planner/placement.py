@@ -1,4 +1,4 @@
-"""Where Ollama 0.24.0's Go engine puts a model's layers, KV cache and compute graph.
+"""Where Ollama 0.24.0 puts a model's layers, KV cache and compute graph, on one GPU or several.
 
 The rules, with where each one lives in the pinned source (github.com/ollama/ollama@v0.24.0):
 - llm/server.go NewLlamaServer: num_ctx above the model's training context is cut to it;
@@ -7,7 +7,8 @@ The rules, with where each one lives in the pinned source (github.com/ollama/oll
 - runner/ollamarunner/cache.go + kvcache/causal.go (Causal.Init): the cache holds
   roundUp(num_ctx x num_parallel, CachePadding) cells per layer; ml/backend/ggml/ggml.go
   (Backend.CacheConfig) sets CachePadding to 256 with and without flash attention in 0.24.0.
-  K and V are [head_dim, kv_heads, cells] each, in f16, q8_0 or q4_0.
+  K and V are [head_dim, kv_heads, cells] each, in f16, q8_0 or q4_0; sliding-window and MLA
+  caches differ per architecture (architectures.py).
 - ml/backend/ggml/ggml.go New: blk.N.* tensors are layer N, output + output_norm are one more
   layer, token_embd stays on the CPU ("InputWeights").
 - llm/server.go buildLayout: the space for layers on a GPU is free VRAM minus
@@ -25,7 +26,6 @@ The rules, with where each one lives in the pinned source (github.com/ollama/oll
 - ml/device.go BackendMemory.Log: "model weights", "kv cache", "compute graph" per device and
   "total memory" as their sum; ml/backend/ggml/ggml.go Backend.Load logs
   "offloaded N/M layers to GPU" with M = blocks + 1.
-
 - Several GPUs: layout.py (llm/server.go buildLayout/assignLayers/findBestFit/greedyFit). Each
   card that holds layers reserves its own compute graph (ggml.go New schedules only the devices
   that got layers); the planner gives each the single-GPU graph estimate (graph.py).
@@ -40,23 +40,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ollama_gpu.planner.architectures import (
-    OLLAMA_ENGINE_ARCHITECTURES,
-    EngineRules,
-    LayerCache,
-    round_up,
-    standard_rules,
-)
+from ollama_gpu.planner.architectures import EngineRules, LayerCache, round_up, standard_rules
 from ollama_gpu.planner.geometry import ModelGeometry, TensorInfo
-from ollama_gpu.planner.graph import GraphReserve, graph_reserve
+from ollama_gpu.planner.graph import graph_reserve
 from ollama_gpu.planner.layout import Gpu, Layout, LayoutError, build_layout, converge, layer_sum
 from ollama_gpu.planner.llamacpp_estimate import graph_fallbacks, graph_size
 from ollama_gpu.planner.units import MIB, format_gb, format_ollama
 
-__all__ = ["OLLAMA_ENGINE_ARCHITECTURES", "Placement", "GpuShare", "UnpredictableModel", "place", "kv_bytes_per_layer", "round_up"]
+# speed.py reads round_up from here, next to kv_bytes_per_layer.
+__all__ = ["GpuShare", "Placement", "UnpredictableModel", "kv_bytes_per_layer", "place", "round_up"]
 
 CUDA_MINIMUM_MEMORY = 457 * MIB
-KV_CACHE_PADDING = 256
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 KV_TYPE_NAMES = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}
 
