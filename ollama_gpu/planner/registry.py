@@ -14,6 +14,7 @@ under its name, so a planner without network can still plan a model it has seen,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -319,12 +320,28 @@ def read_remote_model(
     except GGUFError as error:
         raise RegistryError(f"blob {digest} of {name}: {error}") from None
     if projectors:
-        notes.append(
-            f"{name} has a separate vision projector ({projectors / 1e6:.0f} MB): Ollama 0.24.0 then runs it on the "
-            "llama.cpp runner and does not count the projector in its layout (llm/server.go llamaServer.Load adds "
-            "projectorMemoryRequirements over the LoRA paths, not the projector)"
-        )
+        geometry = _with_projector(geometry, name, projectors, notes)
     return RemoteModel(name, digest, size, geometry, projectors, tuple(notes))
+
+
+def _with_projector(geometry: ModelGeometry, name: ModelName, projectors: int, notes: list[str]) -> ModelGeometry:
+    """A separate projector layer: llm/server.go NewLlamaServer refuses "split vision models" on
+    the Go engine and falls back to the llama.cpp runner, whose llamaServer.Load then sums
+    projectorMemoryRequirements over the LoRA paths, not the projector, so it is never budgeted."""
+    size = f"{projectors / 1e6:.0f} MB"
+    rules = geometry.rules
+    if rules is not None and rules.engine == "ollama" and not rules.refusal:
+        reason = (
+            f"{name} keeps its vision projector ({size}) in a separate layer, so Ollama 0.24.0 loads this "
+            f"{geometry.architecture} model on the llama.cpp runner instead of its Go engine, a fallback the "
+            "planner does not model"
+        )
+        return dataclasses.replace(geometry, rules=dataclasses.replace(rules, refusal=reason))
+    notes.append(
+        f"{name} has a separate vision projector ({size}) that Ollama 0.24.0 does not count in its layout "
+        "(llamaServer.Load sums the LoRA paths instead): keep that much VRAM free on the first GPU"
+    )
+    return geometry
 
 
 class Cache:

@@ -24,13 +24,13 @@ class Registry:
         self.token, self.refuse_credentials = token, refuse_credentials
         self.blob_bytes_sent = 0
 
-    def add_model(self, repository, tag, blob, size=None, media_type=MODEL_TYPE):
+    def add_model(self, repository, tag, blob, size=None, media_type=MODEL_TYPE, extra_layers=()):
         digest = "sha256:" + hashlib.sha256(blob).hexdigest()
         self.blobs[digest] = blob
         self.manifests[(repository, tag)] = {
             "schemaVersion": 2,
             "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": digest, "size": 2},
-            "layers": [{"mediaType": media_type, "digest": digest, "size": len(blob) if size is None else size}],
+            "layers": [{"mediaType": media_type, "digest": digest, "size": len(blob) if size is None else size}, *extra_layers],
         }
         return digest
 
@@ -212,6 +212,24 @@ def test_a_manifest_without_a_model_layer_is_named(registry, model_blob, tmp_pat
     reg.add_model("library/adapter", "q", model_blob, media_type="application/vnd.ollama.image.adapter")
     with pytest.raises(RegistryError, match="no application/vnd.ollama.image.model layer.*adapter"):
         read("adapter:q", base, tmp_path)
+
+
+def test_a_separate_vision_projector(registry, model_blob, tmp_path):
+    from ollama_gpu.planner.placement import UnpredictableModel, place
+    from tests.unit.test_planner_gguf import MOE_META, moe_tensors, write_gguf
+
+    projector = {"mediaType": "application/vnd.ollama.image.projector", "digest": "sha256:" + "0" * 64, "size": 600_000_000}
+    reg, base = registry()
+    # llama runs on the llama.cpp runner anyway: the plan stands, with a note that the projector is not budgeted.
+    reg.add_model("library/llava", "q", model_blob, extra_layers=[projector])
+    remote = read("llava:q", base, tmp_path)
+    assert any("vision projector (600 MB)" in note and "does not count" in note for note in remote.notes)
+    # A Go-engine architecture falls back to the llama.cpp runner with a separate projector: refused.
+    moe = write_gguf(tmp_path / "moe.gguf", "qwen3moe", MOE_META, moe_tensors()).read_bytes()
+    reg.add_model("library/vl", "q", moe, extra_layers=[projector])
+    with pytest.raises(UnpredictableModel, match="separate layer, so Ollama 0.24.0 loads this qwen3moe model on the llama.cpp runner"):
+        place(read("vl:q", base, tmp_path).geometry, gpu_free_vram=None, gpu_overhead=0, num_ctx=512,
+              kv_cache_type="f16", flash_attention=True, num_parallel=1)
 
 
 def test_a_missing_model_and_a_non_gguf_blob_are_named(registry, tmp_path):
