@@ -252,3 +252,42 @@ def test_scripts_plan_reads_the_model_from_the_registry(registry, model_blob, tm
     assert (plan["model"], plan["layers"]["total"], plan["engine"]) == ("tiny:q", 3, "llama.cpp")
     assert main(["--model", "nothing:here", "--registry", base]) == 2
     assert "is not in registry" in capsys.readouterr().err
+
+
+def test_the_stack_plans_from_the_registry_and_falls_back_with_a_reason(registry, model_blob, tmp_path, monkeypatch):
+    from ollama_gpu.config_loader import load_settings
+    from ollama_gpu.errors import ConfigError
+    from ollama_gpu.stack_plan import resolve_model
+
+    monkeypatch.delenv("OLLAMA_GPU_NO_REGISTRY")
+    monkeypatch.setenv("OLLAMA_GPU_CACHE", str(tmp_path / "cache"))
+    reg, base = registry()
+    reg.add_model("library/tiny", "q", model_blob)
+    settings = load_settings("local", {"profile": "none", "model": {"base": "tiny:q", "alias": "tiny:ctx"}})
+    source = resolve_model(settings, registry=base)
+    assert (source.geometry.name, source.geometry.block_count, source.notes) == ("tiny:q", 3, ())
+
+    missing = load_settings("local", {"profile": "none", "model": {"base": "nothing:here", "alias": "x:y"}})
+    with pytest.raises(ConfigError, match=r"ollama-gpu:model.base = 'nothing:here': .* is not in registry"):
+        resolve_model(missing, registry=base)
+
+    # No registry answers: the catalog's model is planned with a warning, any other gets none.
+    unreachable = "http://127.0.0.1:1"
+    catalog = load_settings("local", {"profile": "none"})
+    source = resolve_model(catalog, registry=unreachable)
+    assert source.geometry.name == "tinyllama:1.1b"
+    assert "unreachable" in source.notes[0] and "built-in geometry" in source.notes[0]
+    nothing = resolve_model(settings, registry=unreachable)
+    assert nothing.geometry is None and nothing.notes[0].startswith("no plan: registry http://127.0.0.1:1 is unreachable")
+
+
+def test_a_local_gguf_wins_over_the_registry(tmp_path, monkeypatch):
+    from ollama_gpu.config_loader import load_settings
+    from ollama_gpu.stack_plan import resolve_model
+    from tests.unit.test_planner_gguf import LLAMA_META, write_gguf
+
+    monkeypatch.delenv("OLLAMA_GPU_NO_REGISTRY")
+    path = write_gguf(tmp_path / "local.gguf", "llama", LLAMA_META, [("blk.0.attn_q.weight", "F32", (64, 64))])
+    settings = load_settings("local", {"profile": "none", "model": {"ggufPath": str(path)}})
+    source = resolve_model(settings, registry="http://127.0.0.1:1")
+    assert (source.geometry.architecture, source.notes) == ("llama", ())
