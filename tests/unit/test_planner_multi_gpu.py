@@ -87,3 +87,17 @@ def test_per_gpu_rows_in_the_plan():
     assert "GPU0 " in table and "GPU1 " in table and "holds blocks 24-47 and the output layer" in table
     gpus = result.to_dict()["gpus"]
     assert [(g["index"], g["blocks"], g["output_layer"]) for g in gpus] == [(0, [0, 23], False), (1, [24, 47], True)]
+
+
+def test_the_stack_takes_each_gpus_free_vram():
+    import pytest
+
+    from ollama_gpu.config_loader import load_settings
+    from ollama_gpu.errors import ConfigError
+    from ollama_gpu.stack_plan import build_stack_plan
+
+    settings = load_settings("a10", {"profile": "a10", "hardware": {"gpuFreeVramPerGpu": ["22.5GiB", "22.5GiB"]}})
+    plan = build_stack_plan(settings)
+    assert [(share.index, share.layers) for share in plan.placement.gpus] == [(0, 24), (1, 25)]
+    with pytest.raises(ConfigError, match="gpuFreeVramPerGpu"):
+        load_settings("a10", {"profile": "a10", "hardware": {"gpuFreeVram": "22GiB", "gpuFreeVramPerGpu": ["22GiB"]}})
