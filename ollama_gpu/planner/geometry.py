@@ -28,6 +28,7 @@ GGML_TYPE_LAYOUT: dict[str, tuple[int, int]] = {
     "Q5_0": (32, 22),
     "Q5_1": (32, 24),
     "Q8_0": (32, 34),
+    "Q8_1": (32, 36),  # two f16 (d, s) + 32 int8 (ggml-common.h static_assert); gguf-py 0.19 says 40
     "Q2_K": (256, 84),
     "Q3_K": (256, 110),
     "Q4_K": (256, 144),
