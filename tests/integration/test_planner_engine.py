@@ -71,6 +71,9 @@ def test_the_server_allocates_what_the_planner_predicts(native_ollama: NativeOll
     assert logged["model weights"] == format_ollama(predicted.weights_cpu)
     if family == "deepseek2-mla":
         assert (predicted.flash_attention, predicted.kv_cache_type) == (False, "f16")
+    if family == "llama":
+        # The llama.cpp runner's estimate puts graphs on GPUs only: no CPU graph line at all.
+        assert "compute graph" not in logged and predicted.graph_cpu == 0
 
 
 @pytest.fixture(scope="module")
