@@ -2,7 +2,7 @@
 STACK ?= a10
 PYTHON := .venv/bin/python
 
-.PHONY: venv plan test unit lint
+.PHONY: venv plan test unit e2e lint
 
 venv:
 	@scripts/dev/ensure-venv.sh
@@ -18,6 +18,10 @@ test: venv
 ## make unit — only the fast tests that need nothing but Python
 unit: venv
 	@$(PYTHON) -m pytest -p no:cacheprovider tests/unit
+
+## make e2e — the user's pulumi commands with the real engine against a fresh-VM stand-in
+e2e: venv
+	@$(PYTHON) -m pytest -p no:cacheprovider tests/e2e
 
 ## make lint — shellcheck over every shell script (the unit tests run the same check)
 lint:

@@ -2,43 +2,49 @@
 
 import pulumi
 
-from components.gpu_host import GpuHostPrep
-from components.host_command import CommandTarget
+from components.engine_stop import exit_quietly_when_stopped
+from components.host_prep import HostPrep
 from components.model_alias import ModelAlias, create_request
-from components.ollama_server import OllamaServer
+from components.ollama_server import OllamaServer, load_timeout_seconds
+from components.transport import CommandTarget
 from components.validation import load_settings_or_fail, plan_or_fail
-from components.verification import PlanVerification
-from ollama_gpu.endpoints import client_endpoint, tunnel_command
+from components.plan_verification import PlanVerification
+from ollama_gpu.endpoints import api_url_on_host, client_endpoint, tunnel_command
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
+from ollama_gpu.verification import expected_offload
 
+# A failed step ends the update with its own reason, not a traceback of the SDK's shutdown.
+exit_quietly_when_stopped()
 # 0. Typed config, validated as a whole: one message and nothing registered if it is wrong.
 settings = load_settings_or_fail()
 # 0b. Where layers and KV cache land, the decode bound and the prompt budget; refuses a model that cannot load.
 plan = plan_or_fail(settings)
 target = CommandTarget.for_settings(settings)
 
-# 1. Host prep: NVIDIA toolkit, Docker's NVIDIA runtime, cgroup fix, GPU check (GPU profiles only).
-host_ready = [GpuHostPrep("gpu-host", settings, target)] if settings.has_gpu else []
+# 1. Host prep: Docker, and for a GPU: driver check, NVIDIA toolkit, Docker's NVIDIA runtime, cgroups, GPU check.
+host_ready = [HostPrep("host", settings.host_prep, target, gpu=settings.has_gpu, image=settings.server.image)] if target.host else []
 
-# 2. The Ollama container: pinned image, tuned env, kept models volume, self-healing health check.
-server = OllamaServer("ollama-server", settings, opts=pulumi.ResourceOptions(depends_on=host_ready))
+# 2. The Ollama container: pinned image, tuned env, kept models volume, self-healing, loads the alias at every start.
+docker_engine = target.docker_provider("docker", opts=pulumi.ResourceOptions(depends_on=host_ready))
+server = OllamaServer("ollama", settings.server, docker_engine, gpu=settings.has_gpu, warm_model=settings.model.alias)
 
-# 3-4. Pull the base model, create the alias from the configured parameters, load it once.
-model = ModelAlias("model", settings, target, server.container, opts=pulumi.ResourceOptions(depends_on=[server]))
-
-# 5. Read back what the server did and compare it with the plan.
-verification = PlanVerification(
-    "verification", settings, target, plan.to_dict() if plan else None,
-    triggers=[server.container.id, model.alias.create],
-    opts=pulumi.ResourceOptions(depends_on=[model.warmed]),
+# 3-4. Pull the base model, create the alias from the configured parameters, load it, report the placement.
+model = ModelAlias(
+    "model", settings.model, target, api_url=api_url_on_host(settings), container=server.container,
+    container_name=settings.server.container_name, models_volume=settings.server.models_volume,
+    load_timeout_seconds=load_timeout_seconds(settings.server),
+    expected_offload=expected_offload(plan) if settings.verification.fail_on_mismatch else "",
 )
+
+# 5. Compare what the server did with the plan.
+verification = PlanVerification("verification", settings, plan.to_dict() if plan else None, model.alias)
 
 pulumi.export("endpoint", client_endpoint(settings))
 pulumi.export("tunnel", tunnel_command(settings))
 pulumi.export("alias", settings.model.alias)
-pulumi.export("effective_env", effective_env(settings))
-pulumi.export("alias_request", create_request(settings))
+pulumi.export("effective_env", effective_env(settings.server.env))
+pulumi.export("alias_request", create_request(settings.model))
 pulumi.export("plan", plan.to_dict() if plan else None)
 pulumi.export("plan_table", format_plan_table(plan) if plan else "")
 pulumi.export("verification", verification.result)

@@ -1,76 +1,87 @@
-"""Steps 3 and 4 of the recipe: pull the base model, create the tuned alias, and load it."""
+"""Steps 3 and 4 of the recipe: pull the base model, then create the tuned alias and load it."""
 
 import json
 from typing import Optional
 
 import pulumi
 
-from components.host_command import CommandTarget, HostCommand
-from ollama_gpu.endpoints import api_url_on_host
-from ollama_gpu.settings import Settings, duration_seconds
+from components.transport import CommandTarget, HostCommand
+from ollama_gpu.settings import ModelSettings, duration_seconds
+
+PROGRESS_STEP_PERCENT = 10
+LOAD_MARGIN_SECONDS = 60
 
 
 class ModelAlias(pulumi.ComponentResource):
     """The alias is one command whose create text holds the full /api/create request, so a changed
-    parameter is a one-line diff in `pulumi preview --diff` and an in-place update; its delete
-    removes the alias only, never the base model."""
+    parameter is a one-line diff in `pulumi preview --diff` and the only change: an in-place update
+    that re-creates the alias, loads it and reports the placement again. With
+    verification.failOnMismatch the planned layer split is part of the step (EXPECTED_OFFLOAD) and the
+    step fails, so it is retried, while the server differs; without it nothing planner-only is. Its delete removes the
+    alias only, never the base model. A new alias name, models volume or container replaces it
+    (old alias deleted first), so no alias is left behind and the report is always current."""
 
+    pull: HostCommand
     alias: HostCommand
-    warmed: HostCommand
 
-    def __init__(self, name: str, settings: Settings, target: CommandTarget, container: pulumi.Resource,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, model: ModelSettings, target: CommandTarget, *, api_url: str, container: pulumi.Resource,
+                 container_name: str, models_volume: str, load_timeout_seconds: int,
+                 expected_offload: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ollama-gpu:index:ModelAlias", name, None, opts)
-        model = settings.model
-        api = api_url_on_host(settings)
-        load_timeout = int(duration_seconds(settings.server.env.load_timeout))
+        pull_timeout = int(duration_seconds(model.pull_timeout))
 
-        def after(*resources: pulumi.Resource, timeout: Optional[str] = None) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(
-                parent=self, depends_on=list(resources),
-                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout) if timeout else None,
-            )
+        def after(*resources: pulumi.Resource, **options) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=list(resources), **options)
 
-        pull = target.command(
-            "model-pull", "host/model-pull.sh",
+        self.pull = target.command(
+            f"{name}-pull", "host/model-pull.sh",
             {
-                "API_URL": api,
-                "BASE_MODEL": model.base,
-                "SHOW_REQUEST": json.dumps({"model": model.base}),
-                "PULL_REQUEST": json.dumps({"model": model.base, "stream": True}),
-                "PULL_TIMEOUT_SECONDS": int(duration_seconds(model.pull_timeout)),
+                "API_URL": api_url,
+                "PULL_NAME": model.pull_name,
+                "SHOW_REQUEST": json.dumps({"model": model.pull_name}),
+                "PULL_REQUEST": json.dumps(pull_request(model)),
+                "PULL_TIMEOUT_SECONDS": pull_timeout,
+                "PROGRESS_STEP_PERCENT": PROGRESS_STEP_PERCENT,
             },
-            opts=after(container, timeout=model.pull_timeout),
+            # A new volume starts empty: pull into it.
+            triggers=[models_volume],
+            opts=after(container),
         )
         self.alias = target.command(
-            "model-alias", "host/model-alias.sh",
-            {"API_URL": api, "ALIAS": model.alias, "CREATE_REQUEST": json.dumps(create_request(settings), sort_keys=True)},
+            f"{name}-alias", "host/model-alias.sh",
+            {
+                "API_URL": api_url,
+                "ALIAS": model.alias,
+                "CREATE_REQUEST": json.dumps(create_request(model), sort_keys=True),
+                "LOAD_REQUEST": json.dumps({"model": model.alias, "keep_alive": -1}),
+                # Past the server's own load timeout, so its reason arrives before curl gives up.
+                "LOAD_TIMEOUT_SECONDS": load_timeout_seconds + LOAD_MARGIN_SECONDS,
+                "SHOW_REQUEST": json.dumps({"model": model.pull_name}),
+                "CONTAINER_NAME": container_name,
+                "EXPECTED_OFFLOAD": expected_offload,
+            },
             delete=("host/model-alias-delete.sh",
-                    {"API_URL": api, "ALIAS": model.alias, "DELETE_REQUEST": json.dumps({"model": model.alias})}),
-            opts=after(pull),
+                    {"API_URL": api_url, "ALIAS": model.alias, "DELETE_REQUEST": json.dumps({"model": model.alias})}),
+            # `docker logs` in the report needs root or the docker group.
+            privileged=True,
+            triggers=[model.alias, models_volume, container.id],
+            opts=after(self.pull, delete_before_replace=True),
         )
-        self.warmed = self.alias
-        if model.warm:
-            self.warmed = target.command(
-                "model-warm", "host/model-warm.sh",
-                {
-                    "API_URL": api,
-                    "ALIAS": model.alias,
-                    "WARM_REQUEST": json.dumps({"model": model.alias, "keep_alive": -1}),
-                    "LOAD_TIMEOUT_SECONDS": load_timeout,
-                },
-                # A new container or changed alias starts cold: load again.
-                triggers=[container.id, self.alias.create],
-                opts=after(self.alias, timeout=f"{load_timeout + 60}s"),
-            )
-        self.register_outputs({"alias": model.alias})
+        self.register_outputs({})
 
 
-def create_request(settings: Settings) -> dict:
+def pull_request(model: ModelSettings) -> dict:
+    request = {"model": model.pull_name, "stream": True}
+    if model.insecure_registry:
+        request["insecure"] = True
+    return request
+
+
+def create_request(model: ModelSettings) -> dict:
     """The POST /api/create body: the Modelfile of the recipe in the API's JSON form."""
     return {
-        "model": settings.model.alias,
-        "from": settings.model.base,
-        "parameters": settings.model.parameters.as_api(),
+        "model": model.alias,
+        "from": model.pull_name,
+        "parameters": model.parameters.as_api(),
         "stream": False,
     }

@@ -1,4 +1,5 @@
-"""Step 2 of the recipe: the Ollama container, tuned by settings, that heals itself."""
+"""Step 2 of the recipe: the Ollama container, tuned by settings, that heals itself and reloads its
+model after every start."""
 
 from typing import Optional
 
@@ -6,50 +7,47 @@ import pulumi
 import pulumi_docker as docker
 
 from ollama_gpu.server_env import effective_env
-from ollama_gpu.settings import Settings
+from ollama_gpu.settings import ServerSettings, duration_seconds
 from ollama_gpu.shell import render_script
-from ollama_gpu.ssh_files import docker_ssh_options
 
 MODELS_PATH = "/root/.ollama"
 API_PORT_IN_CONTAINER = 11434
 PUBLIC_BIND_LABEL = "ollama-gpu.allow-public-bind"
 RETAIN_LABEL = "ollama-gpu.retain-on-delete"
+# OLLAMA_DEBUG logs every request: without rotation the log fills the VM's disk over weeks.
+LOG_OPTIONS = {"max-size": "20m", "max-file": "5"}
 
 
 class OllamaServer(pulumi.ComponentResource):
     container: docker.Container
 
-    def __init__(self, name: str, settings: Settings, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, server: ServerSettings, provider: docker.Provider, *, gpu: bool, warm_model: str,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ollama-gpu:index:OllamaServer", name, None, opts)
-        server = settings.server
-        child = pulumi.ResourceOptions(parent=self)
+        on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
-        host = settings.host
-        provider = docker.Provider(
-            "docker-host",
-            host=f"ssh://{host.user}@{host.address}:{host.port}" if host else "unix:///var/run/docker.sock",
-            ssh_opts=docker_ssh_options(settings) if host else None,
-            opts=child,
-        )
-        on_host = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(provider=provider))
-
-        image = docker.RemoteImage("ollama-image", name=server.image, keep_locally=True, opts=on_host)
+        image = docker.RemoteImage(f"{name}-image", name=server.image, keep_locally=True, opts=on_host)
         # Retained on delete: a destroy must not throw away 32 GB of pulled weights. The label
         # states it for the policy pack, which cannot see resource options.
         volume = docker.Volume(
-            "ollama-models", name=server.models_volume,
+            f"{name}-models", name=server.models_volume,
             labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         heal = server.self_heal
         self.container = docker.Container(
-            "ollama",
+            f"{name}-container",
             name=server.container_name,
             image=image.image_id,
-            envs=[f"{key}={value}" for key, value in effective_env(settings).items()],
+            # bash runs the server and then loads the alias (scripts/container/serve.sh).
+            entrypoints=["/bin/bash", "-c", render_script("container/serve.sh", {
+                "WARM_MODEL": warm_model,
+                "READY_TIMEOUT_SECONDS": server.startup_timeout_seconds,
+            }), "serve"],
+            envs=[f"{key}={value}" for key, value in effective_env(server.env).items()],
             ports=[docker.ContainerPortArgs(internal=API_PORT_IN_CONTAINER, external=server.port, ip=server.bind_address)],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=MODELS_PATH)],
-            gpus="all" if settings.has_gpu else None,
+            gpus="all" if gpu else None,
             restart=server.restart,
             # docker-init as PID 1 lets the health check kill a hung server (PID 1 ignores that).
             init=True,
@@ -64,6 +62,8 @@ class OllamaServer(pulumi.ComponentResource):
                 retries=heal.failures_before_restart,
                 start_period="30s",
             ),
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
             wait=True,
             wait_timeout=server.startup_timeout_seconds,
             must_run=True,
@@ -72,3 +72,7 @@ class OllamaServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         self.register_outputs({"container_id": self.container.id})
+
+
+def load_timeout_seconds(server: ServerSettings) -> int:
+    return int(duration_seconds(server.env.load_timeout))

@@ -17,9 +17,11 @@ from ollama_gpu.stack_plan import plan_with_notes, refuse_unloadable
 def load_settings_or_fail() -> Settings:
     """A RunError prints its message alone: the user sees what to fix, not a traceback."""
     engine_config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = {*runtime_config.get_config_secret_keys_env(), *filter(runtime_config.is_config_secret, engine_config)}
+    stack = pulumi.get_stack()
     try:
         settings = load_settings(
-            pulumi.get_stack(), values_from_engine_config(engine_config), agent_socket=os.environ.get("SSH_AUTH_SOCK")
+            stack, values_from_engine_config(stack, engine_config, secret_keys), agent_socket=os.environ.get("SSH_AUTH_SOCK")
         )
         require_reachable_host(settings)
     except UserError as error:

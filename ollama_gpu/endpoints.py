@@ -1,6 +1,7 @@
 """Where the API is reachable: from the host itself (for the model scripts) and from a laptop."""
 
 import ipaddress
+import shlex
 
 from ollama_gpu.settings import Settings
 
@@ -18,11 +19,19 @@ def client_endpoint(settings: Settings) -> str:
     """What a client on the operator's machine uses: the tunnel's local end for a loopback bind."""
     if settings.host is None or ipaddress.ip_address(settings.server.bind_address).is_loopback:
         return f"http://127.0.0.1:{settings.server.port}"
-    return f"http://{settings.host.address}:{settings.server.port}"
+    host = settings.host.address
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.server.port}"
 
 
 def tunnel_command(settings: Settings) -> str:
+    """The README runs this as `$(pulumi stack output tunnel)`, where the shell splits words but
+    removes no quotes, and people also paste it. Settings allow no character in user or address
+    that either reading changes, so the quoting below is a second line: `--` ends ssh's options,
+    so nothing after it is read as one (`-oProxyCommand=...` would run a command here)."""
     if settings.host is None:
         return ""
     port = settings.server.port
-    return f"ssh -N -L {port}:127.0.0.1:{port} -p {settings.host.port} {settings.host.user}@{settings.host.address}"
+    destination = shlex.quote(f"{settings.host.user}@{settings.host.address}")
+    # ExitOnForwardFailure: with the local port taken (a laptop's own Ollama), ssh stops instead of
+    # leaving smoke and bench to talk to that other server.
+    return f"ssh -N -o ExitOnForwardFailure=yes -L {port}:127.0.0.1:{port} -p {settings.host.port} -- {destination}"

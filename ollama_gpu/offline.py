@@ -7,6 +7,7 @@ replacement and deletion (which Pulumi's own mocks do not expose), plus the stac
 
 import json
 import runpy
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -137,9 +138,12 @@ def run_program(stack: str, config: dict[str, Any], secret_keys: Optional[list[s
 
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()
+    # The program takes over SIGINT for the engine's stop; the process running it here keeps its own.
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         _sync_await(pulumi.runtime.stack.run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
         run.outputs = _resolve_exports()
     finally:
+        signal.signal(signal.SIGINT, sigint)
         pulumi.runtime.set_all_config({})
     return run

@@ -5,7 +5,7 @@ from pathlib import Path
 PINS_FILE = Path(__file__).resolve().parent.parent / "pins.env"
 
 
-def _read_pins() -> dict[str, str]:
+def read_pins() -> dict[str, str]:
     pins = {}
     for line in PINS_FILE.read_text().splitlines():
         line = line.strip()
@@ -15,5 +15,5 @@ def _read_pins() -> dict[str, str]:
     return pins
 
 
-OLLAMA_VERSION = _read_pins()["OLLAMA_VERSION"]
+OLLAMA_VERSION = read_pins()["OLLAMA_VERSION"]
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"

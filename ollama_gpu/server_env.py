@@ -1,10 +1,9 @@
 """The container's environment, derived from typed settings: only variables the pinned server reads."""
 
-from ollama_gpu.settings import Settings
+from ollama_gpu.settings import ServerEnv
 
 
-def effective_env(settings: Settings) -> dict[str, str]:
-    env = settings.server.env
+def effective_env(env: ServerEnv) -> dict[str, str]:
     derived = {
         "OLLAMA_FLASH_ATTENTION": "1" if env.flash_attention else "0",
         "OLLAMA_KV_CACHE_TYPE": env.kv_cache_type,

@@ -3,17 +3,43 @@
 Models use camelCase aliases so the names here are exactly the names in Pulumi.<stack>.yaml.
 Cross-field rules raise `SettingProblem`, which names the key it is about and the fix, so that
 config_loader can turn any failure into one message a user can act on.
+
+Strictness is per kind of value, following what `pulumi config set --path` stores: it writes
+`true`/`false` as booleans and integers as numbers, everything else as a string. So booleans and
+integers must be exactly that (`port: true` or `allowPublicBind: 'yes'` is refused, not coerced),
+while a decimal may also arrive as its text ('0.9'). Every value that reaches a shell, a command
+line or a request is checked against the grammar of the program that reads it (ollama_gpu.names,
+go_duration, ssh_keys), and numbers against the range that program parses.
 """
 
 import ipaddress
 import re
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ByteSize, ConfigDict, Field, SecretStr, Strict, field_validator, model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from ollama_gpu import knobs
+from ollama_gpu.go_duration import parse_nanoseconds
+from ollama_gpu.names import (
+    docker_name_problem, host_address_problem, image_is_pinned, image_reference_problem, ollama_full_name,
+    ollama_name_problem, user_name_problem,
+)
 from ollama_gpu.pins import OLLAMA_IMAGE
+from ollama_gpu.ssh_keys import host_key_problem, looks_like_private_key
+
+
+class Hidden:
+    """Stands for a value that must not be printed back (a private key pasted in the wrong place)."""
+
+    def __repr__(self) -> str:
+        return "(not shown: it looks like a private key)"
+
+
+HIDDEN = Hidden()
 
 
 class SettingProblem(ValueError):
@@ -25,32 +51,79 @@ class SettingProblem(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
+    # coerce_numbers_to_str: `pulumi config set --path model.alias 2507` stores the number 2507.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True,
+    )
 
 
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+# Ollama's options are Go ints that its runners hand to C as int32 (llama/llama.go, runner/*).
+INT32_MAX = 2**31 - 1
+# Sampling options are Go float32.
+FLOAT32_MAX = 3.4028234663852886e38
+GIB = 2**30
 
 
-def _go_duration(value: str, allow_negative: bool = False) -> str:
-    """Ollama parses these with Go's time.ParseDuration; anything else is silently ignored."""
-    text = str(value).strip()
-    if allow_negative and text in ("-1", "-1s", "-1m", "-1h"):
-        return text
-    if not _DURATION.match(text):
+def _not_bool(value: Any) -> Any:
+    # bool is an int to Python; `port: true` must not become port 1.
+    if isinstance(value, bool):
+        raise SettingProblem("", value, "is a boolean, not a number", "write a number")
+    return value
+
+
+def _size_input(value: Any) -> Any:
+    _not_bool(value)
+    if isinstance(value, float):
+        raise SettingProblem("", value, "is not a whole number of bytes", "write bytes as an integer or with a unit, e.g. '22.5GiB'")
+    return value
+
+
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Size = Annotated[ByteSize, BeforeValidator(_size_input)]
+
+
+def _control_character(text: str) -> Optional[str]:
+    found = next((c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    return None if found is None else f"U+{ord(found):04X}"
+
+
+def _plain_text(value: str) -> str:
+    """For values that end up in an environment entry, a file or a command line."""
+    control = _control_character(value)
+    if control:
+        raise SettingProblem("", value, f"holds the control character {control}", "remove it")
+    return value
+
+
+def _bounded_size(value: ByteSize, smallest: int, largest: int, what: str) -> ByteSize:
+    if not smallest <= value <= largest:
         raise SettingProblem(
-            "", value, "is not a Go duration", "write it like '5m', '90s' or '1h30m'"
+            "", int(value), f"is outside {ByteSize(smallest).human_readable()}–{ByteSize(largest).human_readable()}",
+            f"write {what}, e.g. '22.5GiB'",
         )
-    return text
+    return value
 
 
-GO_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+def _go_duration(value: str, *, at_least_seconds: float = 0, allow_negative: bool = False) -> str:
+    """Ollama and Pulumi parse these with Go's time.ParseDuration; anything else Ollama silently
+    replaces with its default."""
+    nanoseconds = parse_nanoseconds(value)
+    if nanoseconds is None:
+        raise SettingProblem("", value, "is not a Go duration, or is longer than Go's 2562047h",
+                             "write it like '5m', '90s' or '1h30m'")
+    if nanoseconds < 0 and not allow_negative:
+        raise SettingProblem("", value, "is negative", "write a positive duration like '15m'")
+    if 0 <= nanoseconds < at_least_seconds * 1e9:
+        raise SettingProblem("", value, f"is shorter than {at_least_seconds:g}s", "write a duration like '15m'")
+    return value
 
 
 def duration_seconds(text: str) -> float:
-    return sum(
-        float(number) * GO_DURATION_SECONDS[unit]
-        for number, _, unit in re.findall(r"(\d+(\.\d+)?)(ns|us|ms|s|m|h)", text)
-    )
+    nanoseconds = parse_nanoseconds(text)
+    assert nanoseconds is not None, f"{text!r} was validated as a Go duration"
+    return nanoseconds / 1e9
 
 
 class HostSettings(_Section):
@@ -58,22 +131,40 @@ class HostSettings(_Section):
 
     address: str = Field(description="IP address or DNS name of the VM.")
     user: str = Field("root", description="SSH login; host prep runs through `sudo -n` when not root.")
-    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    port: Int = Field(22, ge=1, le=65535, description="SSH port.")
     host_key: str = Field(
         description="The VM's SSH host public key ('ssh-ed25519 AAAA...'), pinned so a "
         "man-in-the-middle cannot receive the deploy. Read it with `ssh-keyscan -t ed25519 HOST`."
     )
-    ssh_agent_socket: Optional[str] = Field(
-        None, description="Use this ssh-agent socket instead of the sshPrivateKey secret."
-    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        problem = host_address_problem(value)
+        if problem:
+            raise SettingProblem("", value, problem, "write the VM's IP address (203.0.113.10, 2001:db8::10) or DNS name")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        problem = user_name_problem(value)
+        if problem:
+            raise SettingProblem("", value, problem, "write the VM's login, e.g. ubuntu")
+        return value
 
     @field_validator("host_key")
     @classmethod
-    def _host_key_shape(cls, value: str) -> str:
-        if not re.match(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+=*$", value.strip()):
+    def _host_key(cls, value: str) -> str:
+        if looks_like_private_key(value):
             raise SettingProblem(
-                "", value, "is not an SSH public host key",
-                "paste one line of `ssh-keyscan -t ed25519 HOST` without the host name",
+                "", HIDDEN, "holds a private key; it belongs nowhere in the stack file",
+                "replace it with the VM's public host key (`ssh-keyscan -t ed25519 HOST`), and treat that private key as leaked",
+            )
+        problem = host_key_problem(value.strip())
+        if problem:
+            raise SettingProblem(
+                "", value, problem, "paste one line of `ssh-keyscan -t ed25519 HOST` without the host name",
             )
         return value.strip()
 
@@ -81,18 +172,30 @@ class HostSettings(_Section):
 class HardwareSettings(_Section):
     """What the planner assumes about the machine; unset values come from the GPU profile."""
 
-    gpu_free_vram: Optional[ByteSize] = Field(None, description="VRAM Ollama sees as free, e.g. '22.5GiB'.")
-    gpu_free_vram_per_gpu: Optional[list[ByteSize]] = Field(
+    gpu_free_vram: Optional[Size] = Field(None, description="VRAM Ollama sees as free, e.g. '22.5GiB' (512MiB–1TiB).")
+    gpu_free_vram_per_gpu: Optional[list[Size]] = Field(
         None, min_length=1, max_length=12,
         description="Free VRAM of each GPU in CUDA order on a multi-GPU host, e.g. ['22.5GiB', '22.5GiB']; "
         "its length is the GPU count. Replaces gpuFreeVram.",
     )
-    gpu_bandwidth_gbps: Optional[float] = Field(None, gt=0, description="GPU memory bandwidth, GB/s.")
-    host_ram: Optional[ByteSize] = Field(None, description="Host RAM, e.g. '116GB'.")
-    host_ram_bandwidth_gbps: Optional[float] = Field(None, gt=0, description="Host RAM bandwidth, GB/s.")
-    prefill_tokens_per_second: Optional[float] = Field(
-        None, gt=0, description="Measured prompt-processing rate, for the context budget."
+    gpu_bandwidth_gbps: Optional[Float] = Field(None, gt=0, le=100_000, description="GPU memory bandwidth, GB/s.")
+    host_ram: Optional[Size] = Field(None, description="Host RAM, e.g. '116GB' (1GiB–64TiB).")
+    host_ram_bandwidth_gbps: Optional[Float] = Field(None, gt=0, le=100_000, description="Host RAM bandwidth, GB/s.")
+    prefill_tokens_per_second: Optional[Float] = Field(
+        None, gt=0, le=10_000_000, description="Measured prompt-processing rate, for the context budget."
     )
+
+    @field_validator("gpu_free_vram")
+    @classmethod
+    def _vram(cls, value: Optional[ByteSize]) -> Optional[ByteSize]:
+        return value if value is None else _bounded_size(value, 512 * 2**20, 2**40, "the VRAM free on one GPU")
+
+    @field_validator("gpu_free_vram_per_gpu")
+    @classmethod
+    def _vram_per_gpu(cls, value: Optional[list[ByteSize]]) -> Optional[list[ByteSize]]:
+        if value is None:
+            return None
+        return [_bounded_size(free, 512 * 2**20, 2**40, "the VRAM free on one GPU") for free in value]
 
     @model_validator(mode="after")
     def _one_vram_figure(self) -> "HardwareSettings":
@@ -103,31 +206,58 @@ class HardwareSettings(_Section):
             )
         return self
 
+    @field_validator("host_ram")
+    @classmethod
+    def _ram(cls, value: Optional[ByteSize]) -> Optional[ByteSize]:
+        return value if value is None else _bounded_size(value, GIB, 64 * 2**40, "the host's RAM")
+
+
+def _env_value_input(value: Any) -> Any:
+    # `pulumi config set --path` stores true/false as YAML booleans; numbers become text anyway.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_value_input)]
+
+# What OLLAMA_ORIGINS entries look like: scheme://host[:port], a leading `*.` label allowed.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?|[a-z][a-z0-9+.-]*://\*", re.ASCII)
+
+
+def origin_is_wildcard(origin: str) -> bool:
+    """True when the entry admits pages from any site: `*`, `http://*`, or `*.` on a bare top-level domain."""
+    host = origin.partition("://")[2]
+    return origin == "*" or host.startswith("*") and host.count(".") < 2
+
 
 class ServerEnv(_Section):
     """Ollama server tuning; each field becomes one OLLAMA_* variable the pinned version reads."""
 
-    flash_attention: bool = Field(description="OLLAMA_FLASH_ATTENTION; needed for a quantized KV cache.")
+    flash_attention: Bool = Field(description="OLLAMA_FLASH_ATTENTION; needed for a quantized KV cache.")
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(description="OLLAMA_KV_CACHE_TYPE.")
-    gpu_overhead: ByteSize = Field(description="OLLAMA_GPU_OVERHEAD: VRAM held back from layer placement.")
-    keep_alive: str = Field(description="OLLAMA_KEEP_ALIVE: '-1' keeps the model loaded for good.")
-    num_parallel: int = Field(ge=1, le=16, description="OLLAMA_NUM_PARALLEL: KV cache = numCtx × this.")
-    max_loaded_models: int = Field(ge=0, le=8, description="OLLAMA_MAX_LOADED_MODELS (0 = auto).")
-    max_queue: int = Field(512, ge=1, le=100000, description="OLLAMA_MAX_QUEUE: 503 beyond this.")
-    load_timeout: str = Field(description="OLLAMA_LOAD_TIMEOUT: stall detection while loading.")
-    context_length: Optional[int] = Field(
+    gpu_overhead: Size = Field(description="OLLAMA_GPU_OVERHEAD: VRAM held back from layer placement.")
+    keep_alive: str = Field(description="OLLAMA_KEEP_ALIVE: a Go duration; -1 (or any negative) keeps the model loaded for good.")
+    num_parallel: Int = Field(ge=1, le=16, description="OLLAMA_NUM_PARALLEL: KV cache = numCtx × this.")
+    max_loaded_models: Int = Field(ge=0, le=8, description="OLLAMA_MAX_LOADED_MODELS (0 = auto).")
+    max_queue: Int = Field(512, ge=1, le=100000, description="OLLAMA_MAX_QUEUE: 503 beyond this.")
+    load_timeout: str = Field(description="OLLAMA_LOAD_TIMEOUT: stall detection while loading (a Go duration, at least 1s).")
+    context_length: Optional[Int] = Field(
         None, ge=256, le=1048576, description="OLLAMA_CONTEXT_LENGTH, for requests that set no num_ctx."
     )
-    debug: bool = Field(True, description="OLLAMA_DEBUG=1 prints the memory placement the verification reads.")
-    origins: list[str] = Field(default_factory=list, description="OLLAMA_ORIGINS for browser clients.")
-    extra_env: dict[str, str] = Field(
+    debug: Bool = Field(True, description="OLLAMA_DEBUG=1 prints the memory placement the verification reads.")
+    origins: list[str] = Field(
+        default_factory=list,
+        description="OLLAMA_ORIGINS for browser clients: scheme://host[:port] each; a wildcard needs server.allowWildcardOrigins.",
+    )
+    extra_env: dict[str, EnvValue] = Field(
         default_factory=dict, description="Any other OLLAMA_* variable the pinned version reads."
     )
 
     @field_validator("gpu_overhead")
     @classmethod
     def _overhead_range(cls, value: ByteSize) -> ByteSize:
-        if value > 16 * 2**30:
+        if value > 16 * GIB:
             raise SettingProblem(
                 "", int(value), "is more than 16 GiB of VRAM held back",
                 "use 512MiB-1GiB on a dedicated Linux host, up to 2GiB when other processes share the GPU",
@@ -137,20 +267,23 @@ class ServerEnv(_Section):
     @field_validator("keep_alive")
     @classmethod
     def _keep_alive(cls, value: str) -> str:
-        return _go_duration(value, allow_negative=True)
+        # Ollama reads an integer as seconds; only -1 is accepted bare, so 300 is not mistaken for minutes.
+        return value if value == "-1" else _go_duration(value, allow_negative=True)
 
     @field_validator("load_timeout")
     @classmethod
     def _load_timeout(cls, value: str) -> str:
-        return _go_duration(value)
+        return _go_duration(value, at_least_seconds=1)
 
     @field_validator("origins")
     @classmethod
-    def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
-        if "*" in value:
-            raise SettingProblem(
-                "", value, "lets any web page drive the API", "list the exact origins of your clients"
-            )
+    def _origins(cls, value: list[str]) -> list[str]:
+        for index, origin in enumerate(value):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise SettingProblem(
+                    str(index), origin, "is not an origin (scheme://host[:port], no path, no comma)",
+                    "write each origin as its own list entry, e.g. https://app.example.com",
+                )
         return value
 
     @field_validator("extra_env")
@@ -169,43 +302,57 @@ class ServerEnv(_Section):
                     name, value[name], "is not read by the pinned Ollama version",
                     "remove it, or use one of: " + ", ".join(sorted(knobs.SERVER_ENV_VARS - set(knobs.TYPED_ENV_VARS))),
                 )
+            control = _control_character(value[name])
+            if control:
+                raise SettingProblem(name, value[name], f"holds the control character {control}", "remove it")
         return value
 
 
 class SelfHealSettings(_Section):
     """The health check restarts a server that stops answering (the restart policy alone would not)."""
 
-    probe_interval_seconds: int = Field(10, ge=2, le=300, description="Seconds between health probes.")
-    probe_timeout_seconds: int = Field(5, ge=1, le=60, description="A probe slower than this fails.")
-    failures_before_restart: int = Field(
+    probe_interval_seconds: Int = Field(10, ge=2, le=300, description="Seconds between health probes.")
+    probe_timeout_seconds: Int = Field(5, ge=1, le=60, description="A probe slower than this fails.")
+    failures_before_restart: Int = Field(
         3, ge=1, le=20, description="Consecutive failed probes before the server is killed and restarted."
     )
 
 
 class ServerSettings(_Section):
     image: str = Field(OLLAMA_IMAGE, description="Ollama image with an explicit version tag (or digest).")
-    container_name: str = Field("ollama", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", description="Container name.")
+    container_name: str = Field("ollama", description="Container name (Docker's rule: 2+ of letters, digits, _ . -).")
     bind_address: str = Field("127.0.0.1", description="Host address the API port is published on.")
-    allow_public_bind: bool = Field(
+    allow_public_bind: Bool = Field(
         False, description="Required to publish the API on a non-loopback address (the API has no auth)."
     )
-    port: int = Field(11434, ge=1, le=65535, description="Host port for the API.")
-    models_volume: str = Field("ollama", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", description="Named volume at /root/.ollama; kept on destroy.")
+    allow_wildcard_origins: Bool = Field(
+        False, description="Required for server.env.origins entries that admit any site ('*', 'http://*')."
+    )
+    port: Int = Field(11434, ge=1, le=65535, description="Host port for the API.")
+    models_volume: str = Field("ollama", description="Named volume at /root/.ollama; kept on destroy.")
     restart: Literal["unless-stopped", "always"] = Field("unless-stopped", description="Docker restart policy.")
-    startup_timeout_seconds: int = Field(300, ge=10, le=7200, description="How long to wait for a healthy container.")
+    startup_timeout_seconds: Int = Field(300, ge=10, le=7200, description="How long to wait for a healthy container.")
     self_heal: SelfHealSettings = Field(default_factory=SelfHealSettings)
     env: ServerEnv
 
     @field_validator("image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
-        name, _, digest = value.partition("@")
-        last = name.rsplit("/", 1)[-1]
-        tag = last.partition(":")[2]
-        if not digest and (not tag or tag == "latest"):
+        problem = image_reference_problem(value)
+        if problem:
+            raise SettingProblem("", value, problem, f"write a reference like {OLLAMA_IMAGE}")
+        if not image_is_pinned(value):
             raise SettingProblem(
                 "", value, "is not pinned to a version", f"use a version tag, e.g. {OLLAMA_IMAGE}"
             )
+        return value
+
+    @field_validator("container_name", "models_volume")
+    @classmethod
+    def _docker_name(cls, value: str) -> str:
+        problem = docker_name_problem(value)
+        if problem:
+            raise SettingProblem("", value, problem, "write a name like ollama or ollama-models")
         return value
 
     @field_validator("bind_address")
@@ -215,47 +362,63 @@ class ServerSettings(_Section):
             ipaddress.ip_address(value)
         except ValueError:
             raise SettingProblem("", value, "is not an IP address", "use 127.0.0.1 and reach the API through the SSH tunnel") from None
+        if "%" in value:
+            raise SettingProblem("", value, "is a scoped IPv6 address", "use 127.0.0.1 and reach the API through the SSH tunnel")
         return value
 
     @model_validator(mode="after")
-    def _public_bind_needs_opt_in(self) -> "ServerSettings":
+    def _exposure_needs_opt_in(self) -> "ServerSettings":
         if not ipaddress.ip_address(self.bind_address).is_loopback and not self.allow_public_bind:
             raise SettingProblem(
                 "bindAddress", self.bind_address,
                 "publishes the unauthenticated Ollama API beyond this host",
                 "keep 127.0.0.1 and use the SSH tunnel, or set server.allowPublicBind: true if a firewall guards the port",
             )
+        if any(origin_is_wildcard(origin) for origin in self.env.origins) and not self.allow_wildcard_origins:
+            raise SettingProblem(
+                "env.origins", self.env.origins, "lets any web page drive the API, which has no authentication",
+                "list the exact origins of your clients, or set server.allowWildcardOrigins: true",
+            )
         return self
 
 
-class ModelParameters(_Section):
-    """Modelfile PARAMETERs of the alias. Unset ones inherit the base model's values."""
+def _stop_sequence(value: str) -> str:
+    if not value or "\0" in value:
+        raise SettingProblem("", value, "is empty or holds a NUL byte", "write the text that ends an answer, e.g. '</answer>'")
+    return value
 
-    num_ctx: int = Field(ge=256, le=1048576, description="Context window in tokens (KV cache size).")
-    num_predict: int = Field(ge=1, description="Most tokens one answer may generate.")
-    num_keep: Optional[int] = Field(None, ge=-1, description="-1 keeps as much history as fits when the context fills.")
-    use_mmap: Optional[bool] = Field(None, description="false loads the weights whole instead of paging them.")
-    num_batch: Optional[int] = Field(None, ge=1, le=8192, description="Prompt tokens per batch.")
-    num_gpu: Optional[int] = Field(None, ge=-1, description="Layers forced onto the GPU; leave unset for Ollama's placement.")
-    main_gpu: Optional[int] = Field(None, ge=0, description="GPU index for the non-layer tensors on multi-GPU hosts.")
-    num_thread: Optional[int] = Field(None, ge=1, le=512, description="CPU threads for the layers on the CPU; default: physical cores.")
-    seed: Optional[int] = Field(None, description="Sampling seed, for reproducible answers.")
-    top_k: Optional[int] = Field(None, ge=0, description="Sampling: keep the k most likely tokens.")
-    top_p: Optional[float] = Field(None, ge=0, le=1, description="Sampling: nucleus probability mass.")
-    min_p: Optional[float] = Field(None, ge=0, le=1, description="Sampling: drop tokens below this share of the top one.")
-    typical_p: Optional[float] = Field(None, ge=0, le=1, description="Sampling: locally typical sampling mass.")
-    repeat_last_n: Optional[int] = Field(None, ge=-1, description="Tokens looked back for repetition penalties.")
-    temperature: Optional[float] = Field(None, ge=0, le=5, description="Sampling temperature.")
-    repeat_penalty: Optional[float] = Field(None, ge=0, description="Penalty for repeated tokens.")
-    presence_penalty: Optional[float] = Field(None, description="Penalty for tokens already present.")
-    frequency_penalty: Optional[float] = Field(None, description="Penalty growing with a token's frequency.")
-    stop: Optional[list[str]] = Field(None, description="Stop sequences.")
+
+class ModelParameters(_Section):
+    """Modelfile PARAMETERs of the alias. Unset ones inherit the base model's values.
+    Integer bounds are the int32 Ollama's runners pass them to C as."""
+
+    num_ctx: Int = Field(ge=256, le=1048576, description="Context window in tokens (KV cache size).")
+    num_predict: Int = Field(ge=1, description="Most tokens one answer may generate.")
+    num_keep: Optional[Int] = Field(None, ge=-1, le=INT32_MAX, description="-1 keeps as much history as fits when the context fills.")
+    use_mmap: Optional[Bool] = Field(None, description="false loads the weights whole instead of paging them.")
+    num_batch: Optional[Int] = Field(None, ge=1, le=8192, description="Prompt tokens per batch.")
+    num_gpu: Optional[Int] = Field(None, ge=-1, le=INT32_MAX, description="Layers forced onto the GPU; leave unset for Ollama's placement.")
+    main_gpu: Optional[Int] = Field(None, ge=0, le=INT32_MAX, description="GPU index for the non-layer tensors on multi-GPU hosts.")
+    num_thread: Optional[Int] = Field(None, ge=1, le=512, description="CPU threads for the layers on the CPU; default: physical cores.")
+    # The llama runner truncates the seed to uint32, where 2**32-1 means "random" like -1.
+    seed: Optional[Int] = Field(None, ge=-1, le=2**32 - 2, description="Sampling seed, for reproducible answers (-1 = random).")
+    top_k: Optional[Int] = Field(None, ge=0, le=INT32_MAX, description="Sampling: keep the k most likely tokens.")
+    top_p: Optional[Float] = Field(None, ge=0, le=1, description="Sampling: nucleus probability mass.")
+    min_p: Optional[Float] = Field(None, ge=0, le=1, description="Sampling: drop tokens below this share of the top one.")
+    typical_p: Optional[Float] = Field(None, ge=0, le=1, description="Sampling: locally typical sampling mass.")
+    repeat_last_n: Optional[Int] = Field(None, ge=-1, le=INT32_MAX, description="Tokens looked back for repetition penalties.")
+    temperature: Optional[Float] = Field(None, ge=0, le=5, description="Sampling temperature.")
+    repeat_penalty: Optional[Float] = Field(None, ge=0, le=FLOAT32_MAX, description="Penalty for repeated tokens.")
+    presence_penalty: Optional[Float] = Field(None, ge=-FLOAT32_MAX, le=FLOAT32_MAX, description="Penalty for tokens already present.")
+    frequency_penalty: Optional[Float] = Field(None, ge=-FLOAT32_MAX, le=FLOAT32_MAX, description="Penalty growing with a token's frequency.")
+    stop: Optional[list[Annotated[str, BeforeValidator(lambda v: _stop_sequence(v) if isinstance(v, str) else v)]]] = Field(
+        None, description="Stop sequences.")
 
     @model_validator(mode="before")
     @classmethod
     def _refuse_removed_parameters(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for key in data:
+            for key in (k for k in data if isinstance(k, str)):
                 snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
                 if snake in knobs.REMOVED_MODELFILE_PARAMETERS:
                     raise SettingProblem(key, data[key], "does nothing", knobs.REMOVED_MODELFILE_PARAMETERS[snake])
@@ -276,24 +439,73 @@ class ModelParameters(_Section):
         return self.model_dump(exclude_none=True)
 
 
+def _ollama_name(value: str) -> str:
+    problem = ollama_name_problem(value)
+    if problem:
+        raise SettingProblem("", value, problem, "write a model name like qwen3:30b-a3b-thinking-2507-q8_0 or namespace/model:tag")
+    return value
+
+
 class ModelSettings(_Section):
-    base: str = Field(description="Model to pull, e.g. qwen3:30b-a3b-thinking-2507-q8_0.")
-    alias: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$", description="Name of the tuned alias clients use.")
+    base: str = Field(description="Model to pull, e.g. qwen3:30b-a3b-thinking-2507-q8_0 ([host/][namespace/]model[:tag]).")
+    alias: str = Field(description="Name of the tuned alias clients use (Ollama's name rules, as for base).")
     parameters: ModelParameters
-    pull_timeout: str = Field("2h", description="How long the pull of the base model may take.")
-    warm: bool = Field(True, description="Load the alias once after deploy so the first request does not pay the load.")
+    pull_timeout: str = Field("2h", description="How long the pull of the base model may take (a Go duration, at least 1s).")
     gguf_path: Optional[str] = Field(None, description="Local GGUF file the planner reads when the base is not in its catalog.")
+    registry: Optional[str] = Field(
+        None,
+        description="Ollama model registry or mirror to pull from (default: Ollama's own), e.g. "
+        "http://10.0.0.5:5000 on an air-gapped network; http:// pulls are insecure pulls.",
+    )
+
+    @property
+    def pull_name(self) -> str:
+        """The name the server pulls and the alias is made from: the base, on the configured registry."""
+        if self.registry is None:
+            return self.base
+        host = self.registry.split("://", 1)[1].rstrip("/")
+        namespace = "" if "/" in self.base else "library/"
+        return f"{host}/{namespace}{self.base}"
+
+    @property
+    def insecure_registry(self) -> bool:
+        return self.registry is not None and self.registry.startswith("http://")
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        problem = _repository_url_problem(value)
+        if problem is None and urlsplit(value).path not in ("", "/"):
+            problem = "has a path; a model name carries only the registry's host and port"
+        if problem:
+            raise SettingProblem("", value, problem, "write the registry's root, e.g. http://10.0.0.5:5000")
+        return value
+
+    @field_validator("base", "alias")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _ollama_name(value)
 
     @field_validator("pull_timeout")
     @classmethod
     def _pull_timeout(cls, value: str) -> str:
-        return _go_duration(value)
+        return _go_duration(value, at_least_seconds=1)
+
+    @field_validator("gguf_path")
+    @classmethod
+    def _gguf_path(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value:
+            raise SettingProblem("", value, "is empty", "point it at the model's GGUF file, or remove the key")
+        return value if value is None else _plain_text(value)
 
     @model_validator(mode="after")
     def _alias_differs_from_base(self) -> "ModelSettings":
-        if self.alias == self.base:
+        # Ollama fills in registry, namespace and tag and compares names without case.
+        if ollama_full_name(self.alias) == ollama_full_name(self.base):
             raise SettingProblem(
-                "alias", self.alias, "equals the base model, so destroying the alias would delete the base",
+                "alias", self.alias, "names the base model, so destroying the alias would delete the base",
                 "give the alias its own name, e.g. qwen3-30b-a3b-2507-q8:ctx32k",
             )
         return self
@@ -302,12 +514,28 @@ class ModelSettings(_Section):
 NVIDIA_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
 
 
+def _repository_url_problem(url: str) -> Optional[str]:
+    parts = urlsplit(url) if _control_character(url) is None else None
+    if parts is None or parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    try:
+        port_problem = parts.port is not None and not 1 <= parts.port <= 65535
+    except ValueError:
+        port_problem = True
+    if parts.username or parts.password or parts.query or parts.fragment or port_problem:
+        return "holds credentials, a query, a fragment or a bad port"
+    if not parts.hostname or host_address_problem(parts.hostname):
+        return "does not name a host"
+    if not re.fullmatch(r"(/[A-Za-z0-9._~%+-]+)*/?", parts.path):
+        return "has a path with characters apt sources cannot carry"
+    return None
+
+
 class HostPrepSettings(_Section):
     """NVIDIA container toolkit setup on the VM; skipped for profile `none`."""
 
     nvidia_repo_url: str = Field(
         "https://nvidia.github.io/libnvidia-container",
-        pattern=r"^https?://[^\s'\"]+$",
         description="Root of the toolkit's apt repository (gpgkey and stable/deb/ below it); point at a mirror if needed.",
     )
     nvidia_key_fingerprint: str = Field(
@@ -316,19 +544,39 @@ class HostPrepSettings(_Section):
     toolkit_version: Optional[str] = Field(
         "1.17.8-1", pattern=r"^[0-9][A-Za-z0-9.+~-]*$", description="apt version of nvidia-container-toolkit; null for the newest."
     )
-    cgroup_fix: bool = Field(
-        False, description="Set no-cgroups = true for VMs where GPU containers fail with bpf_prog_query(BPF_CGROUP_DEVICE)."
+    cgroup_fix: Bool = Field(
+        False, description="no-cgroups = true, only for VMs where GPU containers fail with "
+        "bpf_prog_query(BPF_CGROUP_DEVICE) (the GPU check says so); false restores the toolkit's default.",
     )
-    gpu_check: bool = Field(True, description="Prove the setup by running a throwaway container that lists the GPU.")
+    gpu_check: Bool = Field(True, description="Prove the setup by running a throwaway container that lists the GPU.")
+    install_docker: Bool = Field(
+        True, description="Install Docker (the distribution's docker.io) when the VM has none; false: fail instead."
+    )
+    docker_registry_mirror: Optional[str] = Field(
+        None, description="Docker Hub mirror for the VM's engine (daemon.json registry-mirrors), e.g. for air-gapped VMs; "
+        "an http:// mirror is also marked insecure.",
+    )
+    apt_lock_timeout_seconds: Int = Field(
+        600, ge=0, le=7200,
+        description="How long apt waits for a lock held by another apt (unattended-upgrades on a fresh VM).",
+    )
+
+    @field_validator("nvidia_repo_url", "docker_registry_mirror")
+    @classmethod
+    def _repository_url(cls, value: Optional[str]) -> Optional[str]:
+        problem = value is not None and _repository_url_problem(value)
+        if problem:
+            raise SettingProblem("", value, problem, "write the repository root, e.g. https://nvidia.github.io/libnvidia-container")
+        return value
 
 
 class VerificationSettings(_Section):
-    fail_on_mismatch: bool = Field(False, description="Fail the deploy (not just warn) when the server differs from the plan.")
-    tolerance: float = Field(0.15, gt=0, lt=1, description="Relative difference allowed between planned and actual bytes.")
+    fail_on_mismatch: Bool = Field(False, description="Fail the deploy (not just warn) when the server differs from the plan.")
+    tolerance: Float = Field(0.15, gt=0, lt=1, description="Relative difference allowed between planned and actual bytes.")
 
 
 class ClientSettings(_Section):
-    timeout_seconds: int = Field(300, ge=10, le=86400, description="Your client's request timeout; sizes the prompt budget.")
+    timeout_seconds: Int = Field(300, ge=10, le=86400, description="Your client's request timeout; sizes the prompt budget.")
 
 
 Profile = Literal["a10", "v100", "none"]
@@ -363,9 +611,11 @@ class Settings(_Section):
                 "is dropped to f16 by Ollama when flash attention is off",
                 "set server.env.flashAttention: true, or kvCacheType: f16",
             )
-        if self.host is not None and self.ssh_private_key is None and self.host.ssh_agent_socket is None:
-            raise SettingProblem(
-                "sshPrivateKey", None, "is missing, host.sshAgentSocket is not set, and no ssh-agent is running (SSH_AUTH_SOCK)",
-                f"pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519 -s {self.stack}, or ssh-add your key",
-            )
+        gpu_figures = {"gpuFreeVram": self.hardware.gpu_free_vram, "gpuBandwidthGbps": self.hardware.gpu_bandwidth_gbps}
+        for key, value in gpu_figures.items():
+            if value is not None and not self.has_gpu:
+                raise SettingProblem(
+                    f"hardware.{key}", value, "describes a GPU, but profile none runs on the CPU only",
+                    "remove it, or choose a GPU profile (a10, v100)",
+                )
         return self

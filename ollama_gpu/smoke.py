@@ -124,7 +124,8 @@ def describe_model(client: ollama.Client, model: str, url: str) -> dict[str, Any
         available = sorted(entry.model for entry in client.list().models if entry.model)
         raise ModelMissing(
             f"model '{model}' is not on the server at {url}; it has: {', '.join(available) or 'no models'}"
-            " (`pulumi up` creates the alias)"
+            " (`pulumi up` creates the alias; if this is another Ollama on the tunnel's local port, stop it"
+            " — the tunnel command fails when its port is taken)"
         ) from None
     return {
         "parameters": generation_stats.parse_parameters(shown.parameters),

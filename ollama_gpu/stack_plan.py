@@ -34,9 +34,10 @@ class ModelSource:
     notes: tuple[str, ...] = ()
 
 
-def resolve_model(settings: Settings, registry: Optional[str] = None, insecure: bool = False) -> ModelSource:
-    """``registry`` is a mirror's base URL (default: the host in model.base); ``insecure`` allows HTTP."""
+def resolve_model(settings: Settings, registry: Optional[str] = None) -> ModelSource:
+    """``registry`` overrides model.registry (a mirror's root URL; default: the host in model.base)."""
     model = settings.model
+    registry = registry or model.registry
     if model.gguf_path:
         try:
             return ModelSource(geometry_from_gguf(model.gguf_path, name=model.base))
@@ -48,7 +49,7 @@ def resolve_model(settings: Settings, registry: Optional[str] = None, insecure: 
     if os.environ.get(NO_REGISTRY_ENV) == "1":
         return _from_catalog(model.base, f"{NO_REGISTRY_ENV}=1: the registry was not consulted")
     try:
-        remote = read_remote_model(model.base, registry=registry, insecure=insecure)
+        remote = read_remote_model(model.base, registry=registry)
     except RegistryUnreachable as error:
         return _from_catalog(model.base, str(error))
     except RegistryError as error:
@@ -108,6 +109,13 @@ def plan_with_notes(settings: Settings) -> tuple[Optional[Plan], tuple[str, ...]
         )
     except UnpredictableModel as refusal:
         return None, (*source.notes, f"no plan: {refusal}")
+    except ValueError as error:
+        # The planner refuses inputs it cannot place (e.g. a GGUF whose head size a quantized KV
+        # cache cannot hold); that is a fact about this stack's settings, not a crash.
+        raise ConfigError(
+            f"stack '{settings.stack}': ollama-gpu:model.base = {settings.model.base!r} cannot be planned with "
+            f"these settings ({error}). Fix: check model.ggufPath, server.env.kvCacheType and hardware.*."
+        ) from None
     return plan, ()
 
 

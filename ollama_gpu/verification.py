@@ -16,6 +16,7 @@ from ollama_gpu.planner.units import format_ollama
 from ollama_gpu.stack_plan import model_geometry
 
 if TYPE_CHECKING:
+    from ollama_gpu.planner.plan import Plan
     from ollama_gpu.settings import Settings
 
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
@@ -124,9 +125,14 @@ def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cach
         checks.append(Check("context_length", num_ctx, context, context == num_ctx))
 
     for kind in ("weights", "kv_cache", "graph"):
+        if kind not in report.memory:
+            # No line at all (e.g. server.env.debug off) is "not reported", not zero bytes.
+            warnings.append(f"the server logged no {kind.replace('_', ' ')} sizes: not compared")
+            continue
         for side in ("gpu", "cpu"):
             predicted = int(plan["memory"][kind][side])
-            actual = report.memory.get(kind, {}).get(side, 0)
+            # A device the server logged no line for holds none of it.
+            actual = report.memory[kind].get(side, 0)
             # Graph reserves are measured by ggml at load time; the plan states them as estimates.
             ok = _close(predicted, actual, tolerance if kind != "graph" else max(tolerance, 0.3))
             checks.append(Check(f"memory.{kind}.{side}", predicted, actual, ok))
@@ -164,6 +170,15 @@ def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cach
             f"({format_ollama(kv_planned)}): the quantized KV cache type is not in effect"
         )
     return Verification(checks=checks, warnings=warnings)
+
+
+def expected_offload(plan: Optional["Plan"]) -> str:
+    """The planned layer split as the server logs it ("N/M" of "offloaded N/M layers to GPU"), for
+    the alias step's own check under verification.failOnMismatch; empty without a plan."""
+    if plan is None:
+        return ""
+    layers = plan.to_dict()["layers"]
+    return f"{layers['offloaded']}/{layers['offloaded_of']}"
 
 
 def verify_deployment(settings: "Settings", plan: Optional[dict[str, Any]], report_text: str) -> Optional[Verification]:

@@ -16,7 +16,6 @@ from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, g
 from ollama_gpu.planner.gguf_header import GGUFError, GGUFHeader, NotGGUF, read_header
 from ollama_gpu.planner.llamacpp_estimate import estimate_inputs
 
-
 # The deepest published models have a few hundred blocks; this bounds per-block tables built from
 # a corrupt header.
 MAX_BLOCKS = 4096

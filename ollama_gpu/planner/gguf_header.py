@@ -192,10 +192,10 @@ def parse_header(data: bytes, *, complete: bool = False) -> GGUFHeader:
     """
     cursor = _Cursor(data, complete)
     if complete and len(data) < len(GGUF_MAGIC):
-        raise NotGGUF(f"not a GGUF file: it has {len(data)} bytes")
+        raise NotGGUF(f"is not a GGUF file: it has {len(data)} bytes")
     magic = cursor.take(4, "magic")
     if magic != GGUF_MAGIC:
-        raise NotGGUF(f"not a GGUF file: it starts with {magic!r}, not {GGUF_MAGIC!r}")
+        raise NotGGUF(f"is not a GGUF file: it starts with {magic!r}, not {GGUF_MAGIC!r}")
     version = cursor.unpack("<I", 4, "version")
     if version not in SUPPORTED_VERSIONS:
         raise GGUFError(f"GGUF version {version} is not supported (the planner reads versions 2 and 3)")

@@ -306,7 +306,7 @@ def read_remote_model(
                 raise RegistryError(
                     f"blob {digest} of {name} ends inside its GGUF header ({error}): the registry holds a truncated upload"
                 ) from None
-            raise RegistryError(f"blob {digest} of {name} is not a GGUF model Ollama can load: {error}") from None
+            raise RegistryError(f"blob {digest} of {name} is not a GGUF model Ollama can load ({error})") from None
         finally:
             reader.close()
         if reader.size != size:

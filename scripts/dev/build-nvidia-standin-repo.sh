@@ -5,7 +5,8 @@
 #   OUTDIR/stable/deb/nvidia-container-toolkit.list     "deb BASE_URL/stable/deb/$(ARCH) /"
 #   OUTDIR/stable/deb/<arch>/{Packages,Packages.gz,Release,InRelease,Release.gpg,*.deb}
 # The packages are the harness's own nvidia-container-toolkit, in two versions so that a version
-# pin can be tested, with the Python stand-in nvidia-ctk and a default config.toml (all in
+# pin can be tested, with the Python stand-in nvidia-ctk, a no-op stand-in runtime hook (Docker
+# accepts `--gpus` only where that hook exists) and a default config.toml (all in
 # scripts/dev/nvidia-standin/). BASE_URL is where OUTDIR will be served (default: file://OUTDIR).
 # The signing key is made once and kept in the cache, never in the repository; its fingerprint is
 # printed as the last line on stdout, for pinning.
@@ -48,6 +49,7 @@ build_package() {
   install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/etc/nvidia-container-runtime"
   sed "s/@TOOLKIT_VERSION@/${version%-*}/" "$standin_dir/nvidia_ctk_standin.py" >"$stage/usr/bin/nvidia-ctk"
   chmod 755 "$stage/usr/bin/nvidia-ctk"
+  install -m 755 "$standin_dir/nvidia-container-runtime-hook" "$stage/usr/bin/nvidia-container-runtime-hook"
   install -m 644 "$standin_dir/config.toml" "$stage/etc/nvidia-container-runtime/config.toml"
   echo /etc/nvidia-container-runtime/config.toml >"$stage/DEBIAN/conffiles"
   cat >"$stage/DEBIAN/control" <<EOF

@@ -9,6 +9,8 @@ HARNESS_DEV_DIR=$HARNESS_REPO_ROOT/scripts/dev
 HARNESS_CACHE=${OLLAMA_GPU_CACHE:-$HARNESS_REPO_ROOT/.cache}
 HARNESS_BASE_IMAGE=ollama-gpu-test/debian:bookworm
 HARNESS_TEST_HOST_IMAGE=ollama-gpu-test/gpu-host:bookworm
+HARNESS_REGISTRY_IMAGE=ollama-gpu-test/registry:bookworm
+HARNESS_VM_IMAGE=ollama-gpu-test/vm:bookworm
 # Every container the harness starts carries this label: docker ps --filter label=ollama-gpu-test
 HARNESS_CONTAINER_LABEL=ollama-gpu-test
 # Every image carries this label; a rebuild is needed only when its inputs hash differently.

@@ -9,9 +9,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/harness-common.sh"
 # docker.io: engine and client; debootstrap: base image; openssh-client: the SSH test host;
 # gpg, dpkg-dev (dpkg-scanpackages), apt-utils (apt-ftparchive): the stand-in NVIDIA repository;
 # make, python3-venv: the README's test command; shellcheck: the script lint test; curl: the
-# model scripts run by the local stack.
+# model scripts run by the local stack; patch: the docker provider's patches in the Pulumi engine
+# build (scripts/dev/build-pulumi-engine.sh; Go itself comes with the machine).
 required_packages=(docker.io debootstrap debian-archive-keyring openssh-client gpg dpkg-dev apt-utils
-  python3 python3-venv make shellcheck curl ca-certificates)
+  python3 python3-venv make shellcheck curl ca-certificates patch)
 daemon_wait_seconds=60
 
 missing_packages() {

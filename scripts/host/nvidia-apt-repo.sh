@@ -5,6 +5,9 @@
 set -euo pipefail
 : "${NVIDIA_REPO_URL:?}"
 : "${NVIDIA_KEY_FINGERPRINT:?}"
+: "${APT_LOCK_TIMEOUT_SECONDS:?}"
+# shellcheck source=scripts/host/lib/apt.sh
+source "${BASH_SOURCE%/*}/lib/apt.sh"
 
 keyring=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
 sources=/etc/apt/sources.list.d/nvidia-container-toolkit.list
@@ -14,8 +17,8 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v gpg >/dev/null || missing+=(gpg)
 if ((${#missing[@]})); then
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" ca-certificates >/dev/null
+  apt_get update -qq >/dev/null
+  apt_get install -y -qq "${missing[@]}" ca-certificates >/dev/null
 fi
 
 workdir=$(mktemp -d)
@@ -43,7 +46,7 @@ if [[ "$(cat "$sources" 2>/dev/null)" != "$line" ]]; then
 fi
 
 if ((changed)); then
-  apt-get update -qq
+  apt_get update -qq >/dev/null
   echo "ollama-gpu: changed: NVIDIA apt repository at $NVIDIA_REPO_URL"
 else
   echo "ollama-gpu: unchanged: NVIDIA apt repository at $NVIDIA_REPO_URL"

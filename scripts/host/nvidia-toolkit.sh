@@ -3,6 +3,9 @@
 # An empty TOOLKIT_VERSION means "whatever the repository has newest", installed once.
 set -euo pipefail
 : "${TOOLKIT_VERSION?}"
+: "${APT_LOCK_TIMEOUT_SECONDS:?}"
+# shellcheck source=scripts/host/lib/apt.sh
+source "${BASH_SOURCE%/*}/lib/apt.sh"
 
 export DEBIAN_FRONTEND=noninteractive
 installed=$(dpkg-query -W -f='${db:Status-Status} ${Version}' nvidia-container-toolkit 2>/dev/null || true)
@@ -11,7 +14,7 @@ if [[ "$installed" == "installed "* && ( -z "$TOOLKIT_VERSION" || "$installed" =
   exit 0
 fi
 
-apt-get update -qq
+apt_get update -qq >/dev/null
 packages=(nvidia-container-toolkit)
 if [[ -n "$TOOLKIT_VERSION" ]]; then
   # NVIDIA ships the toolkit as several packages of one version; pinning only the top one lets
@@ -29,5 +32,5 @@ if [[ -n "$TOOLKIT_VERSION" ]]; then
   fi
 fi
 # --force-confold keeps a config.toml that the cgroup fix edited when the package is upgraded.
-apt-get install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold "${packages[@]}" >/dev/null
+apt_get install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold "${packages[@]}" >/dev/null
 echo "ollama-gpu: changed: installed ${packages[*]}"

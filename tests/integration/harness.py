@@ -85,8 +85,8 @@ class AptRepo:
         return f"{self.url}/stable/deb/nvidia-container-toolkit.list"
 
 
-def build_nvidia_standin_repo(root: Path, port: int) -> AptRepo:
-    url = f"http://127.0.0.1:{port}"
+def build_nvidia_standin_repo(root: Path, port: int, address: str = "127.0.0.1") -> AptRepo:
+    url = f"http://{address}:{port}"
     return AptRepo(url, run_dev_script("build-nvidia-standin-repo.sh", str(root), url))
 
 
@@ -99,17 +99,17 @@ def _answers_http(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve_directory(root: Path, port: int, log_path: Path) -> Iterator[None]:
-    """Serves ROOT over HTTP on 127.0.0.1:PORT for the duration of the block."""
+def serve_directory(root: Path, port: int, log_path: Path, address: str = "127.0.0.1") -> Iterator[None]:
+    """Serves ROOT over HTTP on ADDRESS:PORT for the duration of the block."""
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)],
+            [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(root), str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + SERVER_START_SECONDS
-        while not _answers_http(f"http://127.0.0.1:{port}/"):
+        while not _answers_http(f"http://{address}:{port}/"):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"http.server on port {port} did not start; see {log_path}")
             time.sleep(0.1)

@@ -35,6 +35,11 @@ def docker_create_args(container: RecordedResource, image: str) -> list[str]:
     inputs = dict(container.inputs)
     args = ["--name", inputs.pop("name")]
     inputs.pop("image")
+    # The provider sets the whole list as the entrypoint (and no command); the CLI takes only the
+    # executable, so the rest follows the image as the command: the process runs the same argv.
+    entrypoint = inputs.pop("entrypoints", [])
+    if entrypoint:
+        args += ["--entrypoint", entrypoint[0]]
     for entry in inputs.pop("envs", []):
         args += ["--env", entry]
     for port in inputs.pop("ports", []):
@@ -49,6 +54,10 @@ def docker_create_args(container: RecordedResource, image: str) -> list[str]:
         args.append("--init")
     if restart := inputs.pop("restart", None):
         args += ["--restart", restart]
+    if log_driver := inputs.pop("logDriver", None):
+        args += ["--log-driver", log_driver]
+    for key, value in inputs.pop("logOpts", {}).items():
+        args += ["--log-opt", f"{key}={value}"]
     if check := inputs.pop("healthcheck", None):
         test = check["tests"]
         if test[0] != "CMD" or test[1:3] != ["bash", "-c"]:
@@ -64,7 +73,7 @@ def docker_create_args(container: RecordedResource, image: str) -> list[str]:
     leftover = set(inputs) - PROVIDER_BEHAVIOUR
     if leftover:
         raise AssertionError(f"container inputs the harness does not translate: {sorted(leftover)}")
-    return [*args, image]
+    return [*args, image, *entrypoint[1:]]
 
 
 @dataclass
@@ -122,6 +131,9 @@ class LocalDeployment:
         return result.stdout + result.stderr
 
     def run_command(self, resource_name: str, key: str = "create") -> subprocess.CompletedProcess[str]:
-        """Runs a registered local.Command's text exactly as the provider does: `/bin/sh -c`."""
-        text = self.run.by_name(resource_name).inputs[key]
-        return subprocess.run(["/bin/sh", "-c", text], capture_output=True, text=True, check=False)
+        """Runs a registered local.Command exactly as the provider does: its text under `/bin/sh -c`,
+        its `stdin` fed to create and delete alike."""
+        inputs = self.run.by_name(resource_name).inputs
+        return subprocess.run(
+            ["/bin/sh", "-c", inputs[key]], input=inputs.get("stdin"), capture_output=True, text=True, check=False
+        )

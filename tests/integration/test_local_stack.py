@@ -2,16 +2,21 @@
 
 Everything executed here comes from the program's own registered resources (program_spec.py);
 only the image name differs (a locally built stand-in for ollama/ollama at the pinned version) and
-the base model is imported from a tiny GGUF instead of pulled (no registry is reachable).
+the base model is imported from a tiny GGUF instead of pulled (the pull's failure paths are tested
+against registries that refuse or never answer).
 Tests run in file order: the later ones kill and recreate the container.
 """
 
+import contextlib
 import json
 import re
+import shlex
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,8 @@ PARAMETERS = {
     "stop": ["<|end|>"],
 }
 RECOVERY_LIMIT_SECONDS = 90
+# When to stop waiting for the tiny alias to load or unload on this shared machine (not a measurement).
+MODEL_LOAD_LIMIT_SECONDS = 120
 
 
 def local_config(port: int, gguf: Path, **model_overrides: Any) -> dict[str, Any]:
@@ -132,6 +139,17 @@ def test_container_from_program_spec_is_healthy_and_bound_to_loopback(deployment
     assert ("volume", "ollama-gpu-test-models", "/root/.ollama") in mounts
     assert state["HostConfig"]["Init"] is True
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    # The server runs under the program's serve.sh, with exactly the argv the program registered.
+    assert state["Config"]["Entrypoint"] + state["Config"]["Cmd"] == deployment.container.inputs["entrypoints"]
+    # First start: no alias yet, so serve.sh loads nothing and never asks a registry for it.
+    assert f"ollama-gpu: {ALIAS} does not exist yet; not loading it" in deployment.logs()
+
+
+def test_container_log_is_rotated(deployment: LocalDeployment):
+    log_config = deployment.inspect()["HostConfig"]["LogConfig"]
+    assert log_config["Type"] == "json-file"
+    assert log_config["Config"] == deployment.container.inputs["logOpts"]
+    assert set(log_config["Config"]) == {"max-size", "max-file"}, "both a size cap and a file count bound the log"
 
 
 def test_every_env_var_the_program_sets_is_in_the_servers_config_dump(deployment: LocalDeployment):
@@ -180,9 +198,18 @@ def _plain(value: Any) -> str:
     return str(value).lower()
 
 
-def test_warm_loads_the_alias_and_keeps_it_loaded(deployment: LocalDeployment):
-    warmed = deployment.run_command("model-warm")
-    assert warmed.returncode == 0, warmed.stderr
+def test_alias_step_loads_the_alias_keeps_it_loaded_and_reports(deployment: LocalDeployment):
+    api(url(deployment), "/api/generate", {"model": ALIAS, "keep_alive": 0})  # unload: the step must load it
+    deadline = time.monotonic() + MODEL_LOAD_LIMIT_SECONDS
+    while ALIAS in loaded_models(deployment):
+        assert time.monotonic() < deadline, "the server did not unload the alias"
+        time.sleep(0.2)
+
+    created = deployment.run_command("model-alias")
+    assert created.returncode == 0, created.stderr
+    assert f"ollama-gpu: loaded {ALIAS}" in created.stdout
+    sections = [line for line in created.stdout.splitlines() if line.startswith("### ")]
+    assert sections == ["### api/ps", "### api/show", "### placement log"]
     loaded = {m["name"]: m for m in api(url(deployment), "/api/ps")["models"]}
     assert ALIAS in loaded
     assert loaded[ALIAS]["context_length"] == PARAMETERS["numCtx"]
@@ -212,20 +239,85 @@ def test_changed_parameter_updates_the_alias_and_delete_keeps_the_base(deploymen
     assert changed.run_command("model-alias").returncode == 0, "put the alias back for the tests below"
 
 
-def _deploy_model(deployed: LocalDeployment) -> None:
-    """The program's model steps in order, so a test does not rely on earlier tests' state."""
-    for step in ("model-pull", "model-alias", "model-warm"):
+def with_registry(deployed: LocalDeployment, registry: str, **model_settings: Any) -> LocalDeployment:
+    """The same stack pulling its base from REGISTRY (model.registry): only the model steps differ."""
+    config = local_config(int(deployed.container.inputs["ports"][0]["external"]), Path(deployed.config["model"]["ggufPath"]))
+    config["model"] |= {"registry": registry, **model_settings}
+    changed = LocalDeployment(render("local", config), deployed.image, config)
+    assert changed.container.inputs == deployed.container.inputs
+    return changed
+
+
+def server_pull_error(deployed: LocalDeployment, pull_step: LocalDeployment) -> str:
+    """What the server itself answers to the pull step's request: the reason the step must show."""
+    request = json.loads(_rendered_value(pull_step.run.by_name("model-pull").inputs["create"], "PULL_REQUEST"))
+    try:
+        answer = api(url(deployed), "/api/pull", {**request, "stream": False}, timeout=60)
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read())
+    assert "error" in answer, f"the pull was expected to fail: {answer}"
+    return answer["error"]
+
+
+def _rendered_value(command: str, name: str) -> str:
+    """A parameter's value as the command line binds it (an `env` word NAME='...' on a line of its own)."""
+    match = re.search(rf"^\s*{name}=(.*?)\s*\\$", command, re.MULTILINE)
+    assert match, f"{name} is not bound in the command line"
+    (value,) = shlex.split(match.group(1))
+    return value
+
+
+def test_pull_from_an_unreachable_registry_fails_with_the_servers_reason(deployment: LocalDeployment):
+    refused = f"http://127.0.0.1:{harness.free_port()}"  # in the container's own network: nothing listens
+    changed = with_registry(deployment, refused)
+    pull_name = f"{refused.split('://')[1]}/library/{BASE}"
+    assert _rendered_value(changed.run.by_name("model-pull").inputs["create"], "PULL_NAME") == pull_name
+
+    pulled = changed.run_command("model-pull")
+    assert pulled.returncode != 0, pulled.stdout
+    reason = server_pull_error(deployment, changed)
+    failure = [line for line in pulled.stderr.splitlines() if line.startswith("ollama-gpu: pulling ")]
+    assert failure == [f"ollama-gpu: pulling {pull_name} failed: {reason}"], pulled.stderr
+    assert "curl:" not in pulled.stdout + pulled.stderr, "the server's reason, not curl's"
+
+
+@contextlib.contextmanager
+def silent_registry(address: str) -> Iterator[str]:
+    """A registry address that accepts connections and never answers: a pull from it hangs."""
+    with socket.socket() as listener:
+        listener.bind((address, 0))
+        listener.listen(16)
+        yield f"http://{address}:{listener.getsockname()[1]}"
+
+
+def test_pull_that_outlasts_its_timeout_is_stopped_by_the_step(deployment: LocalDeployment):
+    gateway = deployment.inspect()["NetworkSettings"]["Networks"]["bridge"]["Gateway"]  # this machine, seen from the container
+    with silent_registry(gateway) as registry:
+        changed = with_registry(deployment, registry, pullTimeout="1s")
+        pulled = changed.run_command("model-pull")
+    assert pulled.returncode != 0, pulled.stdout
+    assert "did not finish within 1s (model.pullTimeout)" in pulled.stderr, pulled.stderr
+    # The server had started the pull and was waiting on the registry when the step gave up.
+    assert "last status: pulling manifest" in pulled.stderr, pulled.stderr
+    assert "curl:" not in pulled.stdout + pulled.stderr
+
+
+def _deploy_model(deployed: LocalDeployment) -> str:
+    """The program's model steps in order, so a test does not rely on earlier tests' state; returns
+    the alias step's output, the report the program verifies."""
+    outputs = {}
+    for step in ("model-pull", "model-alias"):
         result = deployed.run_command(step)
         assert result.returncode == 0, f"{step}: {result.stderr}"
+        outputs[step] = result.stdout
+    return outputs["model-alias"]
 
 
 def _verify(deployed: LocalDeployment):
-    """Runs the program's verify command and judges its report the way the program does."""
-    _deploy_model(deployed)
-    report = deployed.run_command("verify")
-    assert report.returncode == 0, report.stderr
+    """Runs the program's model steps and judges the alias step's report the way the program does."""
+    report = _deploy_model(deployed)
     settings = load_settings("local", deployed.config)
-    return verify_deployment(settings, deployed.run.outputs["plan"], report.stdout), report.stdout
+    return verify_deployment(settings, deployed.run.outputs["plan"], report), report
 
 
 def test_verification_finds_the_server_as_planned(deployment: LocalDeployment, record_property):
@@ -255,14 +347,45 @@ def test_verification_flags_a_kv_cache_type_the_server_dropped(deployment: Local
 
 
 def _serve_pid(deployed: LocalDeployment) -> int:
-    """The host PID of `ollama serve` (PID 1 in the container is docker-init)."""
+    """The host PID of `ollama serve` (PID 1 in the container is docker-init, then serve.sh's bash)."""
     top = subprocess.run(["docker", "top", deployed.name, "-eo", "pid,args"], capture_output=True, text=True, check=True)
     for line in top.stdout.splitlines()[1:]:
         pid, args = line.strip().split(None, 1)
-        # docker-init's own command line ends in "ollama serve" too; the server's starts with it.
-        if args.split()[:2] == ["/usr/bin/ollama", "serve"]:
+        # serve.sh starts the server by name; docker-init's and bash's command lines hold the script.
+        if args == "ollama serve":
             return int(pid)
     raise AssertionError(f"no ollama serve process in {top.stdout}")
+
+
+def loaded_models(deployed: LocalDeployment) -> set[str]:
+    return {m["name"] for m in api(url(deployed), "/api/ps")["models"]}
+
+
+def container_loads(deployed: LocalDeployment) -> int:
+    """How many times serve.sh loaded the alias, over every start of this container (its log spans them)."""
+    return deployed.logs().count(f"ollama-gpu: loaded {ALIAS}")
+
+
+def wait_until_reloaded(deployed: LocalDeployment, loads_before: int) -> float:
+    """Seconds until serve.sh has loaded the alias once more and /api/ps lists it; nothing else
+    asks for the alias meanwhile (/api/ps loads nothing)."""
+    started = time.monotonic()
+    while not (container_loads(deployed) > loads_before and _answers(url(deployed)) and ALIAS in loaded_models(deployed)):
+        assert time.monotonic() - started < MODEL_LOAD_LIMIT_SECONDS, deployed.logs()[-3000:]
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def test_restarted_container_loads_the_alias_by_itself(deployment: LocalDeployment, record_property):
+    assert ALIAS in {m["name"] for m in api(url(deployment), "/api/tags")["models"]}, "needs the alias made above"
+    started_before = deployment.inspect()["State"]["StartedAt"]
+    loads_before = container_loads(deployment)
+    subprocess.run(["docker", "restart", deployment.name], check=True, capture_output=True)
+    assert deployment.inspect()["State"]["StartedAt"] != started_before, "a new server process"
+
+    reload_seconds = wait_until_reloaded(deployment, loads_before)
+    record_property("reload_after_restart_seconds", round(reload_seconds, 1))
+    assert container_loads(deployment) == loads_before + 1, "serve.sh loaded it once, at this start"
 
 
 def _answers(base_url: str) -> bool:
@@ -273,8 +396,9 @@ def _answers(base_url: str) -> bool:
         return False
 
 
-def test_frozen_server_is_detected_and_restarted_by_its_health_check(deployment: LocalDeployment, record_property):
+def test_frozen_server_is_detected_restarted_and_reloads_the_alias(deployment: LocalDeployment, record_property):
     restarts_before = deployment.inspect()["RestartCount"]
+    loads_before = container_loads(deployment)
     subprocess.run(["kill", "-STOP", str(_serve_pid(deployment))], check=True)
     frozen_at = time.monotonic()
     assert not _answers(url(deployment)), "a stopped server cannot answer"
@@ -292,6 +416,10 @@ def test_frozen_server_is_detected_and_restarted_by_its_health_check(deployment:
     names = {m["name"] for m in api(url(deployment), "/api/tags")["models"]}
     assert {BASE, ALIAS} <= names, "models survive the restart"
     assert saw_unhealthy or "killing the unresponsive server" in json.dumps(deployment.inspect()["State"]["Health"])
+    # No deploy step runs after a self-heal: the new server loads the alias by itself.
+    reload_seconds = wait_until_reloaded(deployment, loads_before)
+    record_property("reload_after_self_heal_seconds", round(reload_seconds, 1))
+    assert container_loads(deployment) == loads_before + 1
 
 
 def test_destroy_and_recreate_keeps_models_and_does_not_pull(deployment: LocalDeployment):

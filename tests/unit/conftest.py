@@ -7,9 +7,11 @@ out of rendered command text, secrets by Pulumi's wire marker.
 """
 
 import base64
+import http.server
 import os
 import shlex
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +20,7 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 
+from ollama_gpu import offline
 from ollama_gpu.config_loader import values_from_stack_file
 from ollama_gpu.offline import ProgramRun, RecordedResource, run_program
 
@@ -25,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 STACKS = ("a10", "v100", "local")
 
 # A public key of the right shape: host keys are not secrets, and nothing connects to it.
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sbGFtYS1ncHUgdW5pdCB0ZXN0IGhvc3Qga2V5IQ"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sbGFtYS1ncHUgdW5pdCB0ZXN0IGhvc3Qga2V5ISEh"
 HOST_ADDRESS = "203.0.113.10"
 # Stands in for the operator's $SSH_AUTH_SOCK: the committed remote stacks name no identity.
 AGENT_SOCKET = "/run/ollama-gpu-test/agent.sock"
@@ -35,8 +38,14 @@ VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 REMOTE_COMMAND = "command:remote:Command"
 LOCAL_COMMAND = "command:local:Command"
-HOST_PREP_STEPS = ["nvidia-apt-repo", "nvidia-toolkit", "docker-nvidia-runtime", "nvidia-cgroup-fix", "gpu-check"]
-MODEL_STEPS = ["model-pull", "model-alias", "model-warm"]
+# Host prep's steps in the order they run; every SSH stack gets the first, GPU stacks the rest.
+DOCKER_STEP = "host-docker-engine"
+NVIDIA_STEPS = [
+    "host-nvidia-driver", "host-nvidia-apt-repo", "host-nvidia-toolkit", "host-docker-nvidia-runtime",
+    "host-nvidia-cgroups", "host-gpu-check",
+]
+HOST_PREP_STEPS = [DOCKER_STEP, *NVIDIA_STEPS]
+MODEL_STEPS = ["model-pull", "model-alias"]
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -63,7 +72,6 @@ def remote_config(profile: str, overrides: Optional[dict[str, Any]] = None, **ho
             "address": HOST_ADDRESS,
             "user": "ubuntu",
             "hostKey": HOST_KEY,
-            "sshAgentSocket": "/run/user/1000/ssh-agent.socket",
             **host,
         },
     }
@@ -92,19 +100,66 @@ def no_registry(monkeypatch) -> None:
 
 @pytest.fixture
 def offline_env(monkeypatch, tmp_path) -> Path:
-    """No SSH preflight, the ssh files the program writes go to a per-test directory, and the
-    identity is whatever the test configures, never the agent of whoever runs the tests."""
+    """No SSH preflight, a per-test cache directory (so a test can prove nothing is written there),
+    and the identity is whatever the test configures, never the agent of whoever runs the tests."""
     cache = tmp_path / "cache"
+    _record_providers(monkeypatch)
     monkeypatch.setenv("OLLAMA_GPU_OFFLINE", "1")
     monkeypatch.setenv("OLLAMA_GPU_CACHE", str(cache))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return cache
 
 
+def _record_providers(monkeypatch) -> None:
+    """Also record which provider each resource uses (as `run.providers`, URN to provider URN):
+    the engine creates a resource only after its provider, and a provider after its depends_on."""
+    register = offline._RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        response = register(self, request)
+        if request.provider:
+            providers = self.run.__dict__.setdefault("providers", {})
+            # A provider reference is "<urn>::<id>".
+            providers[response.urn] = request.provider.rsplit("::", 1)[0]
+        return response
+
+    monkeypatch.setattr(offline._RecordingMonitor, "RegisterResource", recording)
+
+
 @pytest.fixture
 def ssh_agent(offline_env, monkeypatch) -> str:
     monkeypatch.setenv("SSH_AUTH_SOCK", AGENT_SOCKET)
     return AGENT_SOCKET
+
+
+@pytest.fixture
+def api_answering():
+    """A stand-in for the Ollama API whose DELETE /api/delete answers with a chosen status; the
+    (path, body) of each request it gets lands in `start.received`."""
+    servers = []
+
+    def start(status: int) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_DELETE(self):
+                start.received.append((self.path, self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
+                self.send_response(status if self.path == "/api/delete" else 400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A short poll: shutdown() waits for it.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    start.received = []
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -136,15 +191,16 @@ def registered_id(resource: RecordedResource) -> str:
 
 def predecessors(run: ProgramRun, resource: RecordedResource) -> set[str]:
     """URNs that must exist before `resource` is created: its depends_on, its parent (whose
-    depends_on holds back every child), and theirs, transitively."""
+    depends_on holds back every child), its provider, and theirs, transitively."""
     by_urn = {r.urn: r for r in run.resources}
+    providers = getattr(run, "providers", {})
     seen: set[str] = set()
     pending = [resource.urn]
     while pending:
         current = by_urn.get(pending.pop())
         if current is None:
             continue
-        for urn in [current.parent, *current.depends_on]:
+        for urn in [current.parent, *current.depends_on, providers.get(current.urn)]:
             if urn and urn not in seen:
                 seen.add(urn)
                 pending.append(urn)
@@ -156,18 +212,20 @@ def happens_after(run: ProgramRun, later: str, earlier: str) -> bool:
 
 
 def script_parameters(command: str) -> dict[str, str]:
-    """The NAME=value lines render_script binds right after the script's shebang, read back
-    with shell quoting rules."""
-    lines = command.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("#!")) + 1
-    values = {}
-    for line in lines[start:]:
-        words = shlex.split(line) if line and line[0].isupper() and "=" in line else []
-        if len(words) != 1:
-            break
-        name, _, value = words[0].partition("=")
-        values[name] = value
-    return values
+    """The NAME=value words script_command hands to `env` ahead of `bash -c`, or the assignments
+    render_script binds after a script's shebang (a container entrypoint), read back with shell
+    quoting rules."""
+    if command.startswith("#!"):
+        assignments = []
+        for line in command.splitlines()[1:]:
+            words = shlex.split(line) if line[:1].isupper() and "=" in line else []
+            if len(words) != 1:
+                break
+            assignments.append(words[0])
+    else:
+        words = shlex.split(command.replace("\\\n", " "))
+        assignments = words[words.index("env") + 1:words.index("bash")]
+    return dict(word.partition("=")[::2] for word in assignments)
 
 
 def is_secret(value: Any) -> bool:

@@ -105,7 +105,7 @@ def test_a_remote_stack_is_reached_through_the_tunnel_it_names() -> None:
     assert target.url == "http://127.0.0.1:11434"
     assert target.model == "qwen3-30b-a3b-2507-q8:ctx32k" and target.is_stack_alias
     assert target.timeout_s == 300
-    assert "ssh -N -L 11434:127.0.0.1:11434 -p 22 ubuntu@203.0.113.10" in target.unreachable_hint
+    assert "ssh -N -o ExitOnForwardFailure=yes -L 11434:127.0.0.1:11434 -p 22 -- ubuntu@203.0.113.10" in target.unreachable_hint
 
 
 def test_an_explicit_url_and_model_override_the_stack() -> None:

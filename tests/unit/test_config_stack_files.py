@@ -7,7 +7,10 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ollama_gpu.config_loader import SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file
+from ollama_gpu.config_loader import (
+    PLAINTEXT_SECRET, SECRET_PLACEHOLDER, load_settings, values_from_engine_config, values_from_stack_file,
+)
+from ollama_gpu.errors import ConfigError
 from ollama_gpu.profiles import PROFILE_DEFAULTS
 from tests.unit.conftest import AGENT_SOCKET, HOST_ADDRESS, HOST_KEY, REPO, STACKS, stack_values
 
@@ -64,17 +67,17 @@ def test_a10_stack_is_the_operators_recipe_minus_the_knobs_that_do_nothing():
     assert (env.flash_attention, env.kv_cache_type, int(env.gpu_overhead)) == (True, "q8_0", 1073741824)
     assert settings.model.base == "qwen3:30b-a3b-thinking-2507-q8_0"
     assert parameters.as_api() == {"num_ctx": 32768, "num_predict": 20480, "num_keep": -1, "use_mmap": False}
-    assert settings.host_prep.cgroup_fix is True
+    # The recipe needed the cgroup fix only "on some VMs": off unless the GPU check asks for it.
+    assert settings.host_prep.cgroup_fix is False
     assert int(settings.hardware.host_ram) == 116 * 10**9
     # Pinned, not the operator's :latest.
     assert not settings.server.image.endswith(":latest")
 
 
-def test_v100_stack_keeps_a_smaller_gpu_reserve_and_no_cgroup_fix():
+def test_v100_stack_keeps_a_smaller_gpu_reserve():
     settings = load_settings("v100", stack_values("v100"), agent_socket=AGENT_SOCKET)
     assert settings.profile == "v100" and settings.is_remote
     assert int(settings.server.env.gpu_overhead) == 512 * 2**20
-    assert settings.host_prep.cgroup_fix is False
     assert settings.host.address == "203.0.113.20"
 
 
@@ -92,21 +95,26 @@ def test_remote_stack_files_pin_the_host_key_and_bind_to_loopback(stack):
 
 
 @pytest.mark.parametrize("stack", ["a10", "v100"])
-def test_remote_stack_files_name_no_identity_and_fall_back_to_the_agent(stack):
+def test_remote_stack_files_name_no_identity_and_need_an_agent_or_a_key(stack):
     values = stack_values(stack)
-    assert "sshPrivateKey" not in values and "sshAgentSocket" not in values["host"]
+    assert "sshPrivateKey" not in values
+    with pytest.raises(ConfigError, match="sshPrivateKey"):
+        load_settings(stack, values, agent_socket=None)
     settings = load_settings(stack, values, agent_socket=AGENT_SOCKET)
-    assert settings.host.ssh_agent_socket == AGENT_SOCKET
+    assert settings.ssh_private_key is None
 
 
-def test_agent_fallback_never_overrides_a_configured_identity():
+def test_the_agent_socket_is_checked_for_but_never_kept():
+    """The providers find the agent through their own environment; a stored path would be dead
+    on another machine or in a new shell."""
     host = {"address": HOST_ADDRESS, "hostKey": HOST_KEY}
-    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": "key"}, agent_socket=AGENT_SOCKET)
-    assert with_key.host.ssh_agent_socket is None
-    own_socket = {**host, "sshAgentSocket": "/run/own.sock"}
-    with_socket = load_settings("a10", {"profile": "a10", "host": own_socket}, agent_socket=AGENT_SOCKET)
-    assert with_socket.host.ssh_agent_socket == "/run/own.sock"
-    local = load_settings("local", {"profile": "none"}, agent_socket=AGENT_SOCKET)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----"
+    for values in ({"profile": "a10", "host": host}, {"profile": "a10", "host": host, "sshPrivateKey": key}):
+        settings = load_settings("a10", values, agent_socket=AGENT_SOCKET)
+        assert AGENT_SOCKET not in settings.model_dump_json() and AGENT_SOCKET not in repr(settings)
+    with_key = load_settings("a10", {"profile": "a10", "host": host, "sshPrivateKey": key}, agent_socket=None)
+    assert with_key.ssh_private_key.get_secret_value() == key
+    local = load_settings("local", {"profile": "none"}, agent_socket=None)
     assert local.host is None
 
 
@@ -132,11 +140,16 @@ def test_engine_config_decodes_objects_and_keeps_plain_strings():
         "ollama-gpu:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
         "other:server": '{"port": 1}',
     }
-    assert values_from_engine_config(engine) == {
+    assert values_from_engine_config("a10", engine, secret_keys=["ollama-gpu:sshPrivateKey"]) == {
         "profile": "a10",
         "server": {"port": 11500},
         "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
     }
+
+
+def test_a_private_key_the_engine_does_not_hold_as_a_secret_never_reaches_the_settings():
+    engine = {"ollama-gpu:profile": "a10", "ollama-gpu:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+    assert values_from_engine_config("a10", engine)["sshPrivateKey"] == PLAINTEXT_SECRET
 
 
 def test_every_stack_file_in_the_repository_is_covered():

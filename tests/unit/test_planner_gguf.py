@@ -194,3 +194,41 @@ def test_llama_cpp_runner_on_two_gpus_keeps_the_first_cards_graph(tiny_llama):
     assert [(s.index, s.blocks, s.output, s.graph) for s in p.gpus] == [
         (0, (), False, 1_573_888), (1, (0, 1, 2), True, 1_573_888)]
     assert p.weights_cpu == 0  # token_embd is not counted on the llama.cpp runner
+
+
+def test_every_truncation_of_a_gguf_gives_a_geometry_or_says_what_is_wrong(tiny_llama, tmp_path):
+    """Cut the file every few bytes through its header and metadata, and at a few points in its data."""
+    whole = tiny_llama.read_bytes()
+    data_offset = gguf.GGUFReader(tiny_llama).data_offset
+    cut = tmp_path / "cut.gguf"
+    lengths = [*range(0, data_offset, 5), data_offset - 1, (data_offset + len(whole)) // 2, len(whole) - 1]
+    refused = 0
+    for length in lengths:
+        cut.write_bytes(whole[:length])
+        try:
+            geometry_from_gguf(cut)
+        except ValueError as error:
+            assert str(error), length
+            refused += 1
+    assert refused >= len(range(0, data_offset, 5))
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        pytest.param(b"", "not a GGUF file", id="empty"),
+        pytest.param(b"config:\n  ollama-gpu:profile: a10\n", "not a GGUF file", id="yaml"),
+        pytest.param(b"GGUF", "truncated or damaged", id="magic-only"),
+        pytest.param(b"GGUF" + b"\xff" * 60, "truncated or damaged", id="garbage-after-magic"),
+    ],
+)
+def test_a_file_that_is_not_a_whole_gguf_is_named_as_such(tmp_path, content, says):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=says):
+        geometry_from_gguf(path)
+
+
+def test_a_directory_is_not_a_gguf(tmp_path):
+    with pytest.raises(ValueError, match="not a regular file"):
+        geometry_from_gguf(tmp_path)

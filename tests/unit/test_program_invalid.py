@@ -12,7 +12,7 @@ def test_invalid_config_registers_nothing_and_says_what_to_fix(reject, stack, co
     assert_actionable(reject(stack, config), stack, key, shown, hint)
 
 
-def test_public_bind_passes_once_opted_in_and_the_container_says_so(deploy):
+def test_public_bind_passes_once_opted_in_and_the_container_says_so(deploy, ssh_agent):
     run = deploy("a10", remote_config("a10", {"server": {"bindAddress": "0.0.0.0", "allowPublicBind": True}}))
     (container,) = run.of_type(CONTAINER)
     assert container.inputs["ports"][0]["ip"] == "0.0.0.0"
@@ -26,12 +26,28 @@ def test_the_operators_agent_counts_as_an_identity(deploy, reject, monkeypatch):
     assert "ollama-gpu:sshPrivateKey = (not set)" in message
     monkeypatch.setenv("SSH_AUTH_SOCK", AGENT_SOCKET)
     run = deploy("v100", config)
-    assert run.by_name("model-pull").inputs["connection"]["value"]["agentSocketPath"] == AGENT_SOCKET
+    # Checked for, never passed on: pulumi-command reads $SSH_AUTH_SOCK itself where it runs.
+    assert "privateKey" not in run.by_name("model-pull").inputs["connection"]["value"]
+    assert "agentSocketPath" not in run.by_name("model-pull").inputs["connection"]["value"]
 
 
-def test_unreachable_host_is_refused_before_anything_is_registered(reject, monkeypatch):
+def test_unreachable_host_is_refused_before_anything_is_registered(reject, ssh_agent, monkeypatch):
     """The SSH preflight runs unless OLLAMA_GPU_OFFLINE=1; nothing listens on local port 1."""
     monkeypatch.delenv("OLLAMA_GPU_OFFLINE")
     message = reject("a10", remote_config("a10", address="127.0.0.1", port=1))
     assert message.startswith("stack 'a10': cannot reach ollama-gpu:host.address = '127.0.0.1' on SSH port 1")
     assert "Fix:" in message
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [(b"", "is not a GGUF file"), (b"GGUF\x03\x00", "is truncated or damaged"), (None, "is not a regular file")],
+    ids=["empty", "truncated", "missing"],
+)
+def test_a_gguf_path_that_is_not_a_whole_gguf_is_one_message(reject, ssh_agent, tmp_path, content, says):
+    path = tmp_path / "model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    message = reject("a10", remote_config("a10", {"model": {"ggufPath": str(path)}}))
+    assert message.startswith(f"stack 'a10': ollama-gpu:model.ggufPath = '{path}' cannot be read ({says}")
+    assert "Fix:" in message and "Traceback" not in message

@@ -133,13 +133,13 @@ def test_run_scripts_pass_shellcheck(tmp_path):
     assert result.returncode == 0, result.stdout
 
 
-def test_updates_of_one_stack_never_overlap_or_get_cancelled():
+def test_previews_and_updates_of_one_stack_never_overlap_or_get_cancelled():
     groups = {}
-    for name in ("deploy.yml", "destroy.yml"):
+    for name in ("deploy.yml", "destroy.yml", "preview.yml"):
         concurrency = load(name)["concurrency"]
         assert concurrency["cancel-in-progress"] is False
         groups[name] = EXPRESSION.sub("STACK", concurrency["group"])
-    assert groups["deploy.yml"] == groups["destroy.yml"]
+    assert len(set(groups.values())) == 1, groups
 
 
 def test_deploy_waits_for_the_tests():

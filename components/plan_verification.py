@@ -1,0 +1,33 @@
+"""Step 5, beyond the recipe: after the alias is loaded, compare what the server did with the plan."""
+
+from typing import Any, Optional
+
+import pulumi
+
+from components.transport import HostCommand
+from ollama_gpu.settings import Settings
+from ollama_gpu.verification import verify_deployment
+
+
+class PlanVerification(pulumi.ComponentResource):
+    """Reads the report the alias step printed (/api/ps, /api/show, the server's placement log) and
+    exports planned vs actual. Mismatches are warnings in `pulumi up`'s log."""
+
+    result: pulumi.Output
+
+    def __init__(self, name: str, settings: Settings, plan: Optional[dict[str, Any]], alias_step: HostCommand,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("ollama-gpu:index:PlanVerification", name, None, opts)
+        self.result = alias_step.stdout.apply(lambda text: judge(settings, plan, text, resource=self))
+        self.register_outputs({"result": self.result})
+
+
+def judge(settings: Settings, plan: Optional[dict[str, Any]], text: str,
+          resource: Optional[pulumi.Resource] = None) -> dict[str, Any]:
+    """The `verification` output; its warnings go to `pulumi up`'s log."""
+    verification = verify_deployment(settings, plan, text)
+    if verification is None:
+        return {"status": "no plan for this model" if plan is None else "not run yet"}
+    for warning in verification.warnings:
+        pulumi.log.warn(f"plan vs server: {warning}", resource=resource)
+    return verification.to_dict()

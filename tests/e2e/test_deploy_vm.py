@@ -1,0 +1,247 @@
+"""The program as its users run it: the real `pulumi` CLI, `preview --diff`, `up`, `destroy`, against
+a stand-in for a freshly rented GPU VM reached only over SSH (tests/e2e/rig.py), with a file state
+backend and a stack file, nothing else.
+
+Stand-ins, and only these: the VM is a container (Docker in Docker) without a GPU; its NVIDIA driver
+(nvidia-smi), the NVIDIA apt repository, nvidia-ctk and the runtime hook are the harness's own; the
+Ollama image is the pinned version built here and served by a local registry under its official
+name; the model is a tiny GGUF served by that registry. The GPU check is not run.
+Tests run in file order, each step building on the previous one, as one deployment's life.
+"""
+
+import json
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ollama_gpu.pins import OLLAMA_IMAGE
+from tests.e2e import rig
+from tests.e2e.checkout import Checkout, fresh_checkout
+from tests.integration import harness
+from tests.integration.native_server import BASE_MODEL, NativeOllama
+from tests.integration.tiny_model import write_tiny_gguf
+
+pytestmark = pytest.mark.integration
+
+STACK = "standin"
+ALIAS = "tiny:e2e"
+MODEL = "tiny-e2e:base"
+# Held by a stand-in unattended-upgrades from the VM's boot: the first `up` must wait, not fail.
+APT_LOCK_SECONDS = 75
+SELF_HEAL_SECONDS = 180
+
+
+@dataclass
+class Deployment:
+    checkout: Checkout
+    vm: rig.Vm
+    registry: rig.Registry
+    blobs_container: str
+    workdir: Path
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.checkout.pulumi(*args, "-s", STACK, check=check)
+
+    def on_vm(self, command: str) -> str:
+        result = self.vm.ssh(command)
+        assert result.returncode == 0, f"{command!r} on the VM failed: {result.stderr}"
+        return result.stdout
+
+    def api(self, path: str, body: dict | None = None) -> dict:
+        data = f" -d {json.dumps(json.dumps(body))}" if body else ""
+        return json.loads(self.on_vm(f"curl -fsS http://127.0.0.1:11434{path}{data}"))
+
+    def ssh_commands(self) -> list[str]:
+        """Steps the deploy ran on the VM over SSH (the VM's sshd logs every command). Not steps:
+        Docker's own connection (`docker system dial-stdio`: the docker provider reading state)
+        and the program's login check before each run (`true`, ollama_gpu/preflight.py)."""
+        lines = self.vm.root("cat", "/var/log/ssh-commands.log").splitlines()
+        return [line for line in lines if "dial-stdio" not in line and line.split(" ", 1)[1] != "true"]
+
+    def blob_downloads(self) -> int:
+        log = subprocess.run(["docker", "logs", self.blobs_container], capture_output=True, text=True, check=True)
+        # busybox httpd -v logs one "response:CODE" line per request; it serves only blobs.
+        return len(re.findall(r"response:2\d\d", log.stdout + log.stderr))
+
+
+def stack_config(vm: rig.Vm, registry: rig.Registry, nvidia: harness.AptRepo, gguf: Path) -> dict:
+    return {
+        "config": {
+            "ollama-gpu:profile": "a10",
+            "ollama-gpu:host": {"address": vm.address, "user": vm.user, "hostKey": vm.host_key},
+            "ollama-gpu:hostPrep": {
+                "nvidiaRepoUrl": nvidia.url,
+                "nvidiaKeyFingerprint": nvidia.fingerprint,
+                # STAND-IN: there is no GPU to list.
+                "gpuCheck": False,
+                "dockerRegistryMirror": registry.url,
+            },
+            "ollama-gpu:server": {
+                "selfHeal": {"probeIntervalSeconds": 3, "probeTimeoutSeconds": 2, "failuresBeforeRestart": 2},
+                "env": {"loadTimeout": "2m"},
+            },
+            "ollama-gpu:model": {
+                "base": MODEL,
+                "alias": ALIAS,
+                "registry": registry.url,
+                "ggufPath": str(gguf),
+                "parameters": {"numCtx": 2048, "numPredict": 256},
+            },
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, pulumi_engine, ollama_standin_image: str, native_ollama: NativeOllama):
+    workdir = tmp_path_factory.mktemp("e2e")
+    engine = pulumi_engine
+    with rig.network(f"{harness.RESOURCE_PREFIX}-e2e") as net, \
+            rig.registry(net, f"{harness.RESOURCE_PREFIX}-registry") as registry:
+        rig.push_image(ollama_standin_image, registry, OLLAMA_IMAGE)
+        rig.push_model(native_ollama.binary, native_ollama.url, BASE_MODEL, registry, MODEL)
+        nvidia_root = workdir / "nvidia-repo"
+        nvidia_port = harness.free_port()
+        nvidia = harness.build_nvidia_standin_repo(nvidia_root, nvidia_port, address=net.gateway)
+        with harness.serve_directory(nvidia_root, nvidia_port, workdir / "nvidia-http.log", address=net.gateway), \
+                rig.vm(net, f"{harness.RESOURCE_PREFIX}-vm", workdir, apt_lock_seconds=APT_LOCK_SECONDS) as vm, \
+                rig.ssh_agent(workdir, vm.private_key_path) as agent:
+            env = engine.env(workdir / "state", workdir / "pulumi-home") | {"SSH_AUTH_SOCK": agent}
+            # The README's `pulumi login file://...`, not the engine helper's PULUMI_BACKEND_URL.
+            del env["PULUMI_BACKEND_URL"]
+            checkout = fresh_checkout(workdir / "checkout", env)
+            (workdir / "state").mkdir()
+            checkout.pulumi("login", (workdir / "state").as_uri())
+            gguf = write_tiny_gguf(workdir / "tiny.gguf")
+            (checkout.path / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_config(vm, registry, nvidia, gguf)))
+            checkout.pulumi("stack", "init", STACK)
+            # The key also as a secret, as a CI runner would pass it: it must never show in state or outputs.
+            checkout.pulumi("config", "set", "--secret", "sshPrivateKey", "-s", STACK, stdin=vm.private_key_path.read_text())
+            yield Deployment(checkout, vm, registry, f"{harness.RESOURCE_PREFIX}-registry-blobs", workdir)
+            checkout.pulumi("destroy", "--yes", "-s", STACK, check=False)
+
+
+def changes(preview: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """Resource name → operation, for every step of a `preview --json` that is not `same`."""
+    steps = json.loads(preview.stdout).get("steps", [])
+    return {step["urn"].rsplit("::", 1)[1]: step["op"] for step in steps if step["op"] != "same"}
+
+
+def test_preview_diff_shows_the_whole_deployment(deployment: Deployment):
+    preview = deployment.pulumi("preview", "--diff")
+    for resource in ("host-docker-engine", "host-nvidia-driver", "host-nvidia-toolkit", "ollama-container",
+                     "model-pull", "model-alias"):
+        assert resource in preview.stdout, f"{resource} missing from the preview"
+    assert "to create" in preview.stdout
+
+
+def test_first_up_prepares_a_bare_vm_and_serves_the_alias(deployment: Deployment):
+    assert deployment.vm.ssh("command -v docker").returncode != 0, "the stand-in must start without Docker"
+    up = deployment.pulumi("up", "--yes")
+    assert "error" not in up.stderr.lower(), up.stderr
+    # Docker installed by host prep, usable by the non-root login user (the docker provider's ssh://).
+    assert deployment.on_vm("docker info --format '{{.ServerVersion}}'").strip()
+    # apt waited for the lock a stand-in unattended-upgrades held at boot instead of failing.
+    released = int(deployment.vm.root("stat", "-c", "%Y", "/run/apt-lock-released"))
+    installed = deployment.vm.root("grep", "-m1", " install docker.io", "/var/log/dpkg.log")[:19]
+    assert datetime.strptime(installed, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp() >= released - 1
+    assert "nvidia-container-runtime" in deployment.vm.root("cat", "/etc/docker/daemon.json")
+    assert deployment.on_vm("docker inspect --format '{{.State.Health.Status}}' ollama").strip() == "healthy"
+    # Pulled from the registry by its name there, and the alias made from it with the stack's parameters.
+    names = {model["name"] for model in deployment.api("/api/tags")["models"]}
+    assert f"{deployment.registry.address}/library/{MODEL}" in names and f"{ALIAS}" in names
+    assert "num_ctx                        2048" in deployment.api("/api/show", {"model": ALIAS})["parameters"]
+    assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
+    verification = deployment.checkout.output("verification", STACK)
+    assert "checks" in verification, verification
+
+
+def test_second_up_changes_and_runs_nothing(deployment: Deployment):
+    before = len(deployment.ssh_commands())
+    up = deployment.pulumi("up", "--yes")
+    assert re.search(r"\d+ unchanged", up.stdout) and not re.search(r"\d+ (to )?(create|update|replace|delete)", up.stdout), up.stdout
+    assert len(deployment.ssh_commands()) == before, deployment.ssh_commands()[before:]
+    deployment.pulumi("preview", "--expect-no-changes")
+
+
+def test_num_ctx_change_is_one_in_place_update(deployment: Deployment):
+    deployment.pulumi("config", "set", "--path", "model.parameters.numCtx", "4096")
+    assert changes(deployment.pulumi("preview", "--json")) == {"model-alias": "update"}
+    diff = deployment.pulumi("preview", "--diff").stdout
+    assert '"num_ctx": 4096' in diff
+    deployment.pulumi("up", "--yes")
+    assert "num_ctx                        4096" in deployment.api("/api/show", {"model": ALIAS})["parameters"]
+
+
+def test_server_env_change_replaces_the_container(deployment: Deployment):
+    old_id = deployment.on_vm("docker inspect --format '{{.Id}}' ollama").strip()
+    deployment.pulumi("config", "set", "--path", "server.env.maxQueue", "256")
+    planned = changes(deployment.pulumi("preview", "--json"))
+    assert planned["ollama-container"] in ("replace", "delete-replaced", "create-replacement"), planned
+    deployment.pulumi("up", "--yes")
+    env = deployment.on_vm("docker inspect --format '{{json .Config.Env}}' ollama")
+    assert "OLLAMA_MAX_QUEUE=256" in env
+    assert deployment.on_vm("docker inspect --format '{{.Id}}' ollama").strip() != old_id
+    assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
+
+
+def test_state_and_outputs_hold_no_secret_or_local_path(deployment: Deployment):
+    state = deployment.pulumi("stack", "export").stdout
+    key_body = deployment.vm.private_key_path.read_text().splitlines()[1]
+    assert key_body not in state
+    assert deployment.checkout.env["SSH_AUTH_SOCK"] not in state
+    assert str(deployment.workdir / "checkout") not in state
+    outputs = deployment.pulumi("stack", "output", "--json").stdout
+    assert key_body not in outputs and "PRIVATE KEY" not in outputs
+
+
+def test_frozen_server_restarts_and_reloads_the_alias_by_itself(deployment: Deployment):
+    # docker top shows the VM's PIDs; serve.sh starts the server as exactly `ollama serve`.
+    top = deployment.on_vm("docker top ollama -eo pid,args").splitlines()[1:]
+    (pid,) = [line.split(None, 1)[0] for line in top if line.split(None, 1)[1].strip() == "ollama serve"]
+    deployment.on_vm(f"sudo kill -STOP {pid}")
+    deadline = time.monotonic() + SELF_HEAL_SECONDS
+    while True:
+        restarted = deployment.on_vm("docker inspect --format '{{.RestartCount}}' ollama").strip() != "0"
+        result = deployment.vm.ssh("curl -fsS --max-time 3 http://127.0.0.1:11434/api/ps")
+        if restarted and result.returncode == 0 and ALIAS in result.stdout:
+            break
+        assert time.monotonic() < deadline, "the server did not come back with its alias loaded"
+        time.sleep(2)
+
+
+def test_a_failed_step_ends_the_update_with_its_own_reason(deployment: Deployment):
+    """A pull the registry cannot serve: the update stops with the server's reason, in a few lines,
+    without the script's text or a traceback of the SDK's shutdown."""
+    deployment.pulumi("config", "set", "--path", "model.base", "no-such-model:latest")
+    up = deployment.pulumi("up", "--yes", check=False)
+    deployment.pulumi("config", "set", "--path", "model.base", MODEL)
+    output = up.stdout + up.stderr
+    assert up.returncode != 0
+    assert "pulling" in output and "no-such-model" in output and "file does not exist" in output, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    # The script travels on stdin: the error repeats only the short command line.
+    assert "api_call()" not in output and "base64" not in output, output
+    deployment.pulumi("preview", "--expect-no-changes")
+
+
+def test_destroy_from_a_fresh_clone_keeps_the_models(deployment: Deployment):
+    other = fresh_checkout(deployment.workdir / "second-clone", deployment.checkout.env)
+    (other.path / f"Pulumi.{STACK}.yaml").write_text((deployment.checkout.path / f"Pulumi.{STACK}.yaml").read_text())
+    other.pulumi("stack", "select", STACK)
+    other.pulumi("destroy", "--yes", "-s", STACK)
+    assert deployment.on_vm("docker ps -aq --filter name=^ollama$").strip() == ""
+    assert "ollama" in deployment.on_vm("docker volume ls --format '{{.Name}}'").split()
+
+
+def test_up_after_destroy_recreates_everything_without_pulling(deployment: Deployment):
+    downloads = deployment.blob_downloads()
+    up = deployment.pulumi("up", "--yes")
+    assert "already present; not pulling" in up.stdout
+    assert deployment.blob_downloads() == downloads
+    assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
