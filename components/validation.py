@@ -11,7 +11,7 @@ from ollama_gpu.errors import UserError
 from ollama_gpu.preflight import require_reachable_host
 from ollama_gpu.planner.plan import Plan
 from ollama_gpu.settings import Settings
-from ollama_gpu.stack_plan import build_stack_plan, refuse_unloadable
+from ollama_gpu.stack_plan import plan_with_notes, refuse_unloadable
 
 
 def load_settings_or_fail() -> Settings:
@@ -32,15 +32,13 @@ def load_settings_or_fail() -> Settings:
 def plan_or_fail(settings: Settings) -> Optional[Plan]:
     """The plan is part of validation: a model that cannot load stops here; the rest are warnings."""
     try:
-        plan = build_stack_plan(settings)
+        plan, reasons = plan_with_notes(settings)
         refuse_unloadable(settings, plan)
     except UserError as error:
         raise pulumi.RunError(str(error)) from None
+    for reason in reasons:
+        pulumi.log.warn(reason)
     if plan is None:
-        pulumi.log.warn(
-            f"no plan: the planner's catalog does not know {settings.model.base!r}; "
-            "set ollama-gpu:model.ggufPath to its GGUF file to plan it"
-        )
         return None
     for warning in plan.warnings:
         pulumi.log.warn(f"plan: {warning}")

@@ -173,6 +173,11 @@ class HardwareSettings(_Section):
     """What the planner assumes about the machine; unset values come from the GPU profile."""
 
     gpu_free_vram: Optional[Size] = Field(None, description="VRAM Ollama sees as free, e.g. '22.5GiB' (512MiB–1TiB).")
+    gpu_free_vram_per_gpu: Optional[list[Size]] = Field(
+        None, min_length=1, max_length=12,
+        description="Free VRAM of each GPU in CUDA order on a multi-GPU host, e.g. ['22.5GiB', '22.5GiB']; "
+        "its length is the GPU count. Replaces gpuFreeVram.",
+    )
     gpu_bandwidth_gbps: Optional[Float] = Field(None, gt=0, le=100_000, description="GPU memory bandwidth, GB/s.")
     host_ram: Optional[Size] = Field(None, description="Host RAM, e.g. '116GB' (1GiB–64TiB).")
     host_ram_bandwidth_gbps: Optional[Float] = Field(None, gt=0, le=100_000, description="Host RAM bandwidth, GB/s.")
@@ -185,6 +190,22 @@ class HardwareSettings(_Section):
     @classmethod
     def _vram(cls, value: Optional[ByteSize]) -> Optional[ByteSize]:
         return value if value is None else _bounded_size(value, 512 * 2**20, 2**40, "the VRAM free on one GPU")
+
+    @field_validator("gpu_free_vram_per_gpu")
+    @classmethod
+    def _vram_per_gpu(cls, value: Optional[list[ByteSize]]) -> Optional[list[ByteSize]]:
+        if value is None:
+            return None
+        return [_bounded_size(free, 512 * 2**20, 2**40, "the VRAM free on one GPU") for free in value]
+
+    @model_validator(mode="after")
+    def _one_vram_figure(self) -> "HardwareSettings":
+        if self.gpu_free_vram is not None and self.gpu_free_vram_per_gpu is not None:
+            raise SettingProblem(
+                "gpuFreeVramPerGpu", self.gpu_free_vram_per_gpu, "and gpuFreeVram are both set",
+                "keep gpuFreeVramPerGpu (one figure per GPU) and remove gpuFreeVram",
+            )
+        return self
 
     @field_validator("host_ram")
     @classmethod

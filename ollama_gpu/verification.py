@@ -39,6 +39,8 @@ class ServerReport:
     """What the server says about the loaded model; bytes are as precise as its one-decimal log."""
 
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"gpu"|"cpu": bytes}
+    # kind -> {device name as logged (CUDA0, CUDA1, CPU): bytes}; "gpu" above sums the GPUs.
+    devices: dict[str, dict[str, int]] = field(default_factory=dict)
     total: Optional[int] = None
     layers_offloaded: Optional[int] = None
     layers_total: Optional[int] = None
@@ -61,8 +63,7 @@ def parse_report(text: str, model: str) -> ServerReport:
         # Each load prints a full summary; the last one is the layout that stuck.
         if match := _MEMORY_LINE.search(line):
             kind, device, number, unit = match.groups()
-            side = "cpu" if device.upper() == "CPU" else "gpu"
-            report.memory.setdefault(_KINDS[kind], {})[side] = round(float(number) * UNITS[unit])
+            report.devices.setdefault(_KINDS[kind], {})[device] = round(float(number) * UNITS[unit])
         elif match := _TOTAL_LINE.search(line):
             report.total = round(float(match.group(1)) * UNITS[match.group(2)])
         elif match := _OFFLOADED_LINE.search(line):
@@ -70,6 +71,10 @@ def parse_report(text: str, model: str) -> ServerReport:
         elif match := _SETTING_DROPPED.search(line):
             if match.group(1) not in report.dropped_settings:
                 report.dropped_settings.append(match.group(1))
+    for kind, devices in report.devices.items():
+        for device, size in devices.items():
+            side = "cpu" if device.upper() == "CPU" else "gpu"
+            report.memory.setdefault(kind, {})[side] = report.memory.get(kind, {}).get(side, 0) + size
     return report
 
 
@@ -131,6 +136,17 @@ def compare(plan: dict[str, Any], report: ServerReport, *, num_ctx: int, kv_cach
             # Graph reserves are measured by ggml at load time; the plan states them as estimates.
             ok = _close(predicted, actual, tolerance if kind != "graph" else max(tolerance, 0.3))
             checks.append(Check(f"memory.{kind}.{side}", predicted, actual, ok))
+    gpus = plan.get("gpus") or []
+    if len(gpus) > 1:
+        # ml/device.go BackendMemory.Log prints one line per GPU that holds something, named by
+        # the backend (CUDA0, CUDA1, ...); the plan's shares are in the same CUDA order.
+        for share in gpus:
+            device = f"CUDA{share['index']}"
+            for kind, key in (("weights", "weights"), ("kv_cache", "kv_cache"), ("graph", "graph")):
+                predicted = int(share[key])
+                actual = report.devices.get(kind, {}).get(device, 0)
+                ok = _close(predicted, actual, tolerance if kind != "graph" else max(tolerance, 0.3))
+                checks.append(Check(f"memory.{kind}.{device}", predicted, actual, ok))
     if report.total is not None:
         total = int(plan["memory"]["total"])
         checks.append(Check("memory.total", total, report.total, _close(total, report.total, tolerance)))

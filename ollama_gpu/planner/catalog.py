@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
+from ollama_gpu.planner.gguf_geometry import rules_from_metadata
 
 # A recipe maps (tensor role, block index or None, block count) to a ggml type name.
 Recipe = Callable[[str, "int | None", int], str]
@@ -129,9 +130,24 @@ class CatalogEntry:
     def tensors(self) -> list[TensorInfo]:
         return list(_transformer_tensors(self.shape, self.recipe))
 
+    def metadata(self) -> dict[str, object]:
+        """The GGUF metadata keys the planner reads, as the published file carries them."""
+        shape, arch = self.shape, self.shape.architecture
+        values = {
+            "block_count": shape.block_count, "embedding_length": shape.embedding_length,
+            "attention.head_count": shape.head_count, "attention.head_count_kv": shape.head_count_kv,
+            "attention.key_length": shape.head_dim, "attention.value_length": shape.head_dim,
+            "context_length": shape.context_length, "feed_forward_length": shape.feed_forward_length,
+            "expert_count": shape.expert_count, "expert_used_count": shape.expert_used_count,
+            "expert_feed_forward_length": shape.expert_ff_length,
+        }
+        return {"general.architecture": arch, **{f"{arch}.{key}": value for key, value in values.items() if value}}
+
     def geometry(self) -> ModelGeometry:
         # file_size counts tensor data only; the GGUF header adds a few MB of tokenizer metadata.
-        return geometry_from_tensors(self.name, self.shape, self.tensors())
+        tensors = self.tensors()
+        rules = rules_from_metadata(self.metadata().get, self.shape, tensors, self.shape.vocab_size)
+        return geometry_from_tensors(self.name, self.shape, tensors, rules=rules)
 
 
 _ENTRIES = (

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ollama_gpu.planner.catalog import CATALOG, alternatives, catalog_geometry
+from ollama_gpu.planner.geometry import ModelGeometry
+from ollama_gpu.planner.registry import RegistryError, RegistryUnreachable, read_remote_model
 from ollama_gpu.planner.hardware import PROFILES
 from ollama_gpu.planner.placement import KV_CACHE_TYPES
 from ollama_gpu.planner.plan import PlanInputs, build_plan, format_plan_table
@@ -47,10 +49,20 @@ def _typed(convert: Callable[[str], Any]) -> Callable[[str], Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scripts/plan", description=__doc__.splitlines()[0])
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model", help=f"built-in model: {', '.join(CATALOG)}")
+    model.add_argument(
+        "--model",
+        help="Ollama model name ([host/][namespace/]model[:tag]); its GGUF header is read from the registry "
+        f"(cached per digest); with no registry reachable, a built-in model: {', '.join(CATALOG)}",
+    )
     model.add_argument("--gguf", help="path of a GGUF file to read the geometry from")
     parser.add_argument("--gpu", choices=sorted(PROFILES), default="a10", help="hardware profile (default a10)")
+    parser.add_argument("--registry", help="registry base URL to read --model from (a mirror), e.g. http://127.0.0.1:5000")
+    parser.add_argument("--insecure", action="store_true", help="allow plain HTTP for the registry, as `ollama pull --insecure`")
     parser.add_argument("--gpu-free-vram", type=_typed(parse_size), help="free VRAM at load, e.g. 22.5GiB")
+    parser.add_argument(
+        "--gpus", type=_typed(_sizes), help="free VRAM of each GPU of a multi-GPU host in CUDA order, e.g. 22.5GiB,22.5GiB"
+    )
+    parser.add_argument("--num-gpu", type=int, default=-1, help="Modelfile num_gpu: layers forced onto GPUs (-1: automatic)")
     parser.add_argument("--gpu-bandwidth", type=_typed(parse_rate), help="GPU memory bandwidth, e.g. 600GB/s")
     parser.add_argument("--host-ram", type=_typed(parse_size), help="host RAM, e.g. 116GB")
     parser.add_argument("--host-ram-bandwidth", type=_typed(parse_rate), help="host RAM bandwidth, e.g. 100GB/s")
@@ -73,12 +85,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_size(part) for part in text.split(","))
+
+
+def _model(args: argparse.Namespace) -> tuple[ModelGeometry, tuple[str, ...]]:
+    """The registry's header first; the catalog only when no registry answers."""
+    try:
+        remote = read_remote_model(args.model, registry=args.registry, insecure=args.insecure)
+    except RegistryUnreachable as error:
+        if args.model in CATALOG:
+            return catalog_geometry(args.model), (f"{error}; planned with the built-in geometry of {args.model}",)
+        raise UsageError(f"{error}, and {args.model} is not built in: use --gguf FILE") from None
+    except RegistryError as error:
+        raise UsageError(str(error)) from None
+    return remote.geometry, remote.notes
+
+
 def _inputs(args: argparse.Namespace) -> PlanInputs:
+    notes: tuple[str, ...] = ()
     if args.model:
-        try:
-            geometry = catalog_geometry(args.model)
-        except KeyError as error:
-            raise UsageError(error.args[0]) from None
+        geometry, notes = _model(args)
         others = alternatives(args.model)
     else:
         from ollama_gpu.planner.gguf_geometry import geometry_from_gguf
@@ -112,6 +139,9 @@ def _inputs(args: argparse.Namespace) -> PlanInputs:
         client_timeout_s=args.client_timeout,
         context_fill=args.context_fill,
         alternatives=others,
+        gpu_free_vrams=args.gpus or (),
+        num_gpu=args.num_gpu,
+        source_notes=notes,
     )
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ollama_gpu.planner.architectures import EngineRules
 
 # Bytes per block of values for each ggml storage type, as (values per block, bytes per block).
 # These are the layouts of ggml's block structs (ggml-common.h): e.g. a Q8_0 block is one f16 scale
@@ -24,6 +28,7 @@ GGML_TYPE_LAYOUT: dict[str, tuple[int, int]] = {
     "Q5_0": (32, 22),
     "Q5_1": (32, 24),
     "Q8_0": (32, 34),
+    "Q8_1": (32, 36),  # two f16 (d, s) + 32 int8 (ggml-common.h static_assert); gguf-py 0.19 says 40
     "Q2_K": (256, 84),
     "Q3_K": (256, 110),
     "Q4_K": (256, 144),
@@ -64,7 +69,10 @@ class TensorInfo:
         try:
             values_per_block, bytes_per_block = GGML_TYPE_LAYOUT[self.ggml_type.upper()]
         except KeyError:
-            raise ValueError(f"tensor {self.name}: unknown ggml type {self.ggml_type!r}") from None
+            raise ValueError(
+                f"tensor {self.name}: {self.ggml_type} is not a type Ollama 0.24.0's ggml can load "
+                f"(known: {', '.join(GGML_TYPE_LAYOUT)}), so its bytes cannot be predicted"
+            ) from None
         row_length, *other_dims = self.shape
         if row_length % values_per_block:
             raise ValueError(
@@ -121,6 +129,11 @@ class ModelGeometry(ModelShape):
     token_embd_bytes: int
     output_bytes: int
     file_size: int
+    # How the pinned engine loads this architecture (runner, per-block cache, refusal); None for a
+    # plain causal cache of head_dim x head_count_kv on every block, on the engine the name implies.
+    rules: EngineRules | None = None
+    # Things the reader noticed that change no figure but that a user should know.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.block_count <= 0:
@@ -130,7 +143,8 @@ class ModelGeometry(ModelShape):
         for label, sizes in (("active", self.block_active_bytes), ("largest-tensor", self.block_largest_tensor_bytes)):
             if len(sizes) != self.block_count:
                 raise ValueError(f"{self.name}: {len(sizes)} {label} sizes for {self.block_count} blocks")
-        if self.head_count <= 0 or self.head_count_kv <= 0 or self.head_dim <= 0:
+        # Pure state-space models (mamba) have no attention heads; their rules say what they cache.
+        if self.rules is None and (self.head_count <= 0 or self.head_count_kv <= 0 or self.head_dim <= 0):
             raise ValueError(f"{self.name}: head counts and head_dim must be positive")
 
     @property
@@ -158,7 +172,12 @@ _FIRST_NUMBER = re.compile(r"\d+")
 
 
 def geometry_from_tensors(
-    name: str, shape: ModelShape, tensors: Iterable[TensorInfo], file_size: int | None = None
+    name: str,
+    shape: ModelShape,
+    tensors: Iterable[TensorInfo],
+    file_size: int | None = None,
+    rules: EngineRules | None = None,
+    notes: tuple[str, ...] = (),
 ) -> ModelGeometry:
     """Groups tensor bytes into Ollama's layers.
 
@@ -179,6 +198,9 @@ def geometry_from_tensors(
     listed_bytes = 0
     for tensor in tensors:
         size = tensor.nbytes
+        if tensor.ggml_type == "BF16" and tensor.name.endswith("_exps.bias"):
+            # ml/backend/ggml/ggml.go New: expert biases are converted to F32 (add_ids needs it).
+            size *= 2
         listed_bytes += size
         parts = set(tensor.name.split("."))
         if parts & _INPUT_PARTS:
@@ -214,6 +236,8 @@ def geometry_from_tensors(
         token_embd_bytes=inputs,
         output_bytes=output,
         file_size=file_size if file_size is not None else listed_bytes,
+        rules=rules,
+        notes=notes,
     )
 
 

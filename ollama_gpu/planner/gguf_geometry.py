@@ -11,16 +11,27 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ollama_gpu.planner.architectures import EngineRules, Hyper, engine_for, engine_rules
 from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
+from ollama_gpu.planner.gguf_header import GGUFError, GGUFHeader, NotGGUF, read_header
+from ollama_gpu.planner.llamacpp_estimate import estimate_inputs
 
-GGUF_MAGIC = b"GGUF"
+# The deepest published models have a few hundred blocks; this bounds per-block tables built from
+# a corrupt header.
+MAX_BLOCKS = 4096
 
 
-def _largest(value: Any) -> int:
+def _largest(value: Any, key: str = "value") -> int:
     """Some architectures store per-layer arrays (e.g. head_count_kv); placement needs the max."""
-    if isinstance(value, (list, tuple)):
-        return max((int(item) for item in value), default=0)
-    return int(value)
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in items):
+        raise ValueError(f"metadata {key} is {_shown(value)}, not a count")
+    return max(items, default=0)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _shape_from_metadata(get: Callable[[str], Any], tensors: list[TensorInfo]) -> ModelShape:
@@ -28,6 +39,8 @@ def _shape_from_metadata(get: Callable[[str], Any], tensors: list[TensorInfo]) -
     architecture = get("general.architecture")
     if not architecture:
         raise ValueError("metadata has no general.architecture")
+    if not isinstance(architecture, str):
+        raise ValueError(f"metadata general.architecture is {_shown(architecture)}, not a name")
 
     def number(key: str, default: int | None = None) -> int:
         value = get(f"{architecture}.{key}")
@@ -35,15 +48,18 @@ def _shape_from_metadata(get: Callable[[str], Any], tensors: list[TensorInfo]) -
             if default is None:
                 raise ValueError(f"metadata has no {architecture}.{key}")
             return default
-        return _largest(value)
+        return _largest(value, f"{architecture}.{key}")
 
+    block_count = number("block_count")
+    if not 0 < block_count <= MAX_BLOCKS:
+        raise ValueError(f"metadata {architecture}.block_count is {block_count}: a model has 1 to {MAX_BLOCKS} blocks")
     embedding_length = number("embedding_length")
     head_count = number("attention.head_count")
     embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
     vocab_size = embd.shape[1] if embd is not None and len(embd.shape) > 1 else number("vocab_size", 0)
     return ModelShape(
         architecture=architecture,
-        block_count=number("block_count"),
+        block_count=block_count,
         embedding_length=embedding_length,
         head_count=head_count,
         head_count_kv=number("attention.head_count_kv", head_count),
@@ -58,31 +74,51 @@ def _shape_from_metadata(get: Callable[[str], Any], tensors: list[TensorInfo]) -
     )
 
 
-def geometry_from_gguf(path: str | os.PathLike[str], name: str | None = None) -> ModelGeometry:
-    """Geometry of a GGUF file, with its real tensor sizes and file size."""
-    from gguf import GGUFReader  # imported here: only this path needs the gguf package
+def geometry_from_header(header: GGUFHeader, name: str, file_size: int | None = None) -> ModelGeometry:
+    """Geometry from a parsed header; ``file_size`` (when known) is checked against the tensor data.
 
+    Raises GGUFError for a header that contradicts itself or a file too short for its tensors,
+    ValueError for a tensor type without a known size.
+    """
+    metadata = header.metadata
+    tensors = [TensorInfo(t.name, t.type_name, t.dims) for t in header.tensors]
+    if file_size is not None:
+        end = header.data_offset + max((t.offset + info.nbytes for t, info in zip(header.tensors, tensors)), default=0)
+        if end > file_size:
+            raise GGUFError(
+                f"the header lists tensor data up to byte {end} but the file has {file_size} bytes: it is truncated"
+            )
+    shape = _shape_from_metadata(metadata.get, tensors)
+    rules = rules_from_metadata(metadata.get, shape, tensors, header.array_length("tokenizer.ggml.tokens"))
+    return geometry_from_tensors(name, shape, tensors, file_size, rules=rules)
+
+
+def rules_from_metadata(get: Callable[[str], Any], shape: ModelShape, tensors: list[TensorInfo], vocab: int | None) -> EngineRules:
+    """The engine's rules for a model: its runner, per-block cache, or why it is refused."""
+    hyper = Hyper.read(get, shape.architecture, shape.block_count, shape.embedding_length)
+    estimate = None
+    if engine_for(shape.architecture) == "llama.cpp":
+        estimate = estimate_inputs(get, shape.architecture, tensors, vocab)
+    return engine_rules(hyper, estimate)
+
+
+def geometry_from_gguf(path: str | os.PathLike[str], name: str | None = None) -> ModelGeometry:
+    """Geometry of a GGUF file, read from its header alone; a ValueError says what is wrong with it."""
     if not os.path.isfile(path):
         raise ValueError("is not a regular file")
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic != GGUF_MAGIC:
-        raise ValueError(f"is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r})")
-    try:
-        reader = GGUFReader(path)
-        tensors = [TensorInfo(t.name, t.tensor_type.name, tuple(int(d) for d in t.shape)) for t in reader.tensors]
-    except Exception as error:  # noqa: BLE001 - the gguf package reports a damaged file with whatever its parsing hits
-        raise ValueError(f"is truncated or damaged ({type(error).__name__}: {error})") from None
+    with open(path, "rb") as file:
 
-    def get(key: str) -> Any:
-        field = reader.fields.get(key)
-        return None if field is None else field.contents()
+        def read_at(offset: int, size: int) -> bytes:
+            file.seek(offset)
+            return file.read(size)
 
-    for stored, computed in zip(reader.tensors, tensors):
-        if stored.n_bytes != computed.nbytes:
-            raise ValueError(f"{path}: {stored.name} holds {stored.n_bytes} bytes, expected {computed.nbytes}")
-    shape = _shape_from_metadata(get, tensors)
-    return geometry_from_tensors(name or os.path.basename(os.fspath(path)), shape, tensors, os.path.getsize(path))
+        try:
+            header = read_header(read_at)
+        except NotGGUF:
+            raise
+        except GGUFError as error:
+            raise GGUFError(f"is truncated or damaged: {error}") from None
+    return geometry_from_header(header, name or os.path.basename(os.fspath(path)), os.path.getsize(path))
 
 
 def _tensors_from_show(tensors: Iterable[Mapping[str, Any]]) -> list[TensorInfo]:

@@ -1,4 +1,4 @@
-"""Where Ollama 0.24.0's Go engine puts a model's layers, KV cache and compute graph.
+"""Where Ollama 0.24.0 puts a model's layers, KV cache and compute graph, on one GPU or several.
 
 The rules, with where each one lives in the pinned source (github.com/ollama/ollama@v0.24.0):
 - llm/server.go NewLlamaServer: num_ctx above the model's training context is cut to it;
@@ -7,7 +7,8 @@ The rules, with where each one lives in the pinned source (github.com/ollama/oll
 - runner/ollamarunner/cache.go + kvcache/causal.go (Causal.Init): the cache holds
   roundUp(num_ctx x num_parallel, CachePadding) cells per layer; ml/backend/ggml/ggml.go
   (Backend.CacheConfig) sets CachePadding to 256 with and without flash attention in 0.24.0.
-  K and V are [head_dim, kv_heads, cells] each, in f16, q8_0 or q4_0.
+  K and V are [head_dim, kv_heads, cells] each, in f16, q8_0 or q4_0; sliding-window and MLA
+  caches differ per architecture (architectures.py).
 - ml/backend/ggml/ggml.go New: blk.N.* tensors are layer N, output + output_norm are one more
   layer, token_embd stays on the CPU ("InputWeights").
 - llm/server.go buildLayout: the space for layers on a GPU is free VRAM minus
@@ -25,55 +26,68 @@ The rules, with where each one lives in the pinned source (github.com/ollama/oll
 - ml/device.go BackendMemory.Log: "model weights", "kv cache", "compute graph" per device and
   "total memory" as their sum; ml/backend/ggml/ggml.go Backend.Load logs
   "offloaded N/M layers to GPU" with M = blocks + 1.
+- Several GPUs: layout.py (llm/server.go buildLayout/assignLayers/findBestFit/greedyFit). Each
+  card that holds layers reserves its own compute graph (ggml.go New schedules only the devices
+  that got layers); the planner gives each the single-GPU graph estimate (graph.py).
+- Architectures: architectures.py (which runner, what each block caches, refusals) and
+  llamacpp_estimate.py (the llama.cpp runner's placement from fs/ggml GraphSize estimates).
 
-Single GPU only (the project's hosts have one). CUDA's per-tensor row padding (a few hundred bytes
-per layer) is left out.
+CUDA's per-tensor row padding and buffer alignment (a few hundred bytes per layer) are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ollama_gpu.planner.architectures import EngineRules, LayerCache, round_up, standard_rules
 from ollama_gpu.planner.geometry import ModelGeometry, TensorInfo
-from ollama_gpu.planner.graph import GraphReserve, graph_reserve
-from ollama_gpu.planner.units import MIB
+from ollama_gpu.planner.graph import graph_reserve
+from ollama_gpu.planner.layout import Gpu, Layout, LayoutError, build_layout, converge, layer_sum
+from ollama_gpu.planner.llamacpp_estimate import graph_fallbacks, graph_size
+from ollama_gpu.planner.units import MIB, format_gb, format_ollama
+
+# speed.py reads round_up from here, next to kv_bytes_per_layer.
+__all__ = ["GpuShare", "Placement", "UnpredictableModel", "kv_bytes_per_layer", "place", "round_up"]
 
 CUDA_MINIMUM_MEMORY = 457 * MIB
-KV_CACHE_PADDING = 256
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
+KV_TYPE_NAMES = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}
 
-# fs/ggml/ggml.go KV.OllamaEngineRequired: architectures that always run on the Go engine whose
-# placement this module reproduces. Others run on the llama.cpp runner (llm/server.go
-# llamaServer.Load), which places layers from estimates instead.
-OLLAMA_ENGINE_ARCHITECTURES = frozenset(
-    {
-        "bert", "deepseek2", "deepseekocr", "gemma3", "gemma3n", "gemma4", "gptoss", "gpt-oss",
-        "laguna", "llama4", "mistral3", "mllama", "nemotron_h", "nemotron_h_moe", "nemotron_h_omni",
-        "nomic-bert", "olmo3", "qwen25vl", "qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen3next",
-        "qwen3vl", "qwen3vlmoe", "glm4moelite", "glmocr", "lfm2", "lfm2moe",
-    }
-)
+
+class UnpredictableModel(ValueError):
+    """The planner will not predict this model's memory; the message says why and what it knows."""
 
 
 @dataclass(frozen=True)
-class Layout:
-    """The last ``gpu_blocks`` blocks on the GPU, and the output layer too if ``output_on_gpu``."""
+class GpuShare:
+    """One GPU's part of the layout: the blocks it holds (indices), the output layer, its bytes."""
 
-    gpu_blocks: int
-    output_on_gpu: bool
+    index: int
+    free_vram: int
+    blocks: tuple[int, ...]
+    output: bool
+    weights: int
+    kv: int
+    graph: int
+    layer_space: int
 
     @property
-    def gpu_layers(self) -> int:
-        return self.gpu_blocks + int(self.output_on_gpu)
+    def total(self) -> int:
+        return self.weights + self.kv + self.graph
+
+    @property
+    def layers(self) -> int:
+        return len(self.blocks) + int(self.output)
 
 
 @dataclass(frozen=True)
 class Placement:
     """The memory layout the runner would report for the final layout, in bytes.
 
-    The GPU holds the last ``gpu_blocks`` of ``block_count`` blocks, plus the output layer when
+    The GPUs hold the last ``gpu_blocks`` of ``block_count`` blocks, plus the output layer when
     ``output_on_gpu``; Ollama counts that as "offloaded N/M layers" with M = block_count + 1.
+    The *_gpu figures are sums over ``gpus`` (one share per card, in CUDA order).
     """
 
     gpu_blocks: int
@@ -91,6 +105,11 @@ class Placement:
     kv_cache_type: str
     gpu_layer_space: int | None
     warnings: tuple[str, ...]
+    gpus: tuple[GpuShare, ...] = ()
+    errors: tuple[str, ...] = ()
+    engine: str = "ollama"
+    num_parallel: int = 1
+    flash_attention: bool = True
 
     @property
     def offloaded_layers(self) -> int:
@@ -116,18 +135,71 @@ class Placement:
 
 
 def kv_bytes_per_layer(geometry: ModelGeometry, cells: int, kv_cache_type: str) -> int:
-    """K plus V of one layer: two [head_dim, kv_heads, cells] tensors of the cache type."""
-    cache = TensorInfo("kv", kv_cache_type.upper(), (geometry.head_dim, geometry.head_count_kv, cells))
+    """K plus V of one full-attention layer of a plain causal cache: [head_dim, kv_heads, cells] each."""
+    return _cache_bytes(LayerCache(geometry.head_dim, geometry.head_dim, geometry.head_count_kv), cells, kv_cache_type)
+
+
+def _cache_bytes(layer: LayerCache, cells: int, kv_cache_type: str) -> int:
+    """kvcache/causal.go Put: K [k_width, cells] and V [v_width, cells] in the cache type."""
+    type_name = KV_TYPE_NAMES.get(kv_cache_type, kv_cache_type.upper())
     try:
-        return 2 * cache.nbytes
+        return (TensorInfo("k", type_name, (layer.k_dim, layer.heads, cells)).nbytes
+                + TensorInfo("v", type_name, (layer.v_dim, layer.heads, cells)).nbytes)
     except ValueError:
         raise ValueError(
-            f"KV cache type {kv_cache_type} cannot hold head_dim {geometry.head_dim} in whole blocks"
+            f"KV cache type {kv_cache_type} cannot hold head_dim {layer.k_dim}/{layer.v_dim} in whole blocks"
         ) from None
 
 
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
+def rules_of(geometry: ModelGeometry) -> EngineRules:
+    if geometry.rules is not None:
+        return geometry.rules
+    return standard_rules(geometry.block_count, geometry.head_dim, geometry.head_count_kv)
+
+
+def refusal_message(geometry: ModelGeometry, reason: str) -> str:
+    blocks = geometry.block_weight_bytes
+    return (
+        f"{geometry.name}: the planner does not predict this model's memory: {reason}. What is known: "
+        f"{geometry.architecture}, {geometry.block_count} blocks of {format_ollama(min(blocks))}"
+        f"{'' if min(blocks) == max(blocks) else ' to ' + format_ollama(max(blocks))} of weights, output layer "
+        f"{format_ollama(geometry.output_bytes)}, token embeddings {format_ollama(geometry.token_embd_bytes)} "
+        f"(weights {format_gb(geometry.weight_bytes)} in all)"
+    )
+
+
+@dataclass(frozen=True)
+class _Settings:
+    num_ctx: int
+    num_batch: int
+    num_parallel: int
+    kv_cache_type: str
+    flash_attention: bool
+    warnings: tuple[str, ...]
+
+
+def _effective_settings(geometry: ModelGeometry, rules: EngineRules, *, num_ctx: int, num_batch: int, num_parallel: int,
+                        kv_cache_type: str, flash_attention: bool) -> _Settings:
+    """What Ollama really runs with (server/sched.go load, llm/server.go NewLlamaServer)."""
+    warnings: list[str] = []
+    if rules.single_sequence and num_parallel != 1:
+        warnings.append(f"{geometry.architecture} does not support parallel requests: Ollama loads it with num_parallel 1")
+        num_parallel = 1
+    if geometry.context_length and num_ctx > geometry.context_length:
+        warnings.append(
+            f"num_ctx {num_ctx} exceeds the model's context {geometry.context_length}; Ollama uses {geometry.context_length}"
+        )
+        num_ctx = geometry.context_length
+    num_batch = min(num_batch, num_ctx)
+    if rules.estimate is not None and rules.estimate.is_embedding:
+        num_batch = max(num_batch, num_ctx)  # llamaServer.Load: embedding models batch the whole context
+    if flash_attention and not rules.flash_attention:
+        warnings.append("flash attention enabled but not supported by model: Ollama turns it off")
+        flash_attention = False
+    if kv_cache_type != "f16" and not flash_attention:
+        warnings.append(f"KV cache type {kv_cache_type} needs flash attention; Ollama drops it to f16")
+        kv_cache_type = "f16"
+    return _Settings(num_ctx, num_batch, num_parallel, kv_cache_type, flash_attention, tuple(warnings))
 
 
 def place(
@@ -141,135 +213,175 @@ def place(
     num_parallel: int,
     num_batch: int = 512,
     op_offload: bool = False,
+    gpu_free_vrams: Sequence[int] | None = None,
+    num_gpu: int = -1,
 ) -> Placement:
-    """Predicts the layout Ollama 0.24.0 settles on; ``gpu_free_vram=None`` means no GPU."""
+    """Predicts the layout Ollama 0.24.0 settles on.
+
+    ``gpu_free_vrams`` lists each GPU's free VRAM in CUDA order and wins over ``gpu_free_vram``
+    (one GPU); neither means no GPU. ``num_gpu`` is the Modelfile parameter (-1: automatic).
+    Raises UnpredictableModel for an architecture whose allocation the planner does not follow.
+    """
     if kv_cache_type not in KV_CACHE_TYPES:
         raise ValueError(f"kv cache type must be one of {', '.join(KV_CACHE_TYPES)}, not {kv_cache_type!r}")
     for label, value in (("num_ctx", num_ctx), ("num_parallel", num_parallel), ("num_batch", num_batch)):
         if value < 1:
             raise ValueError(f"{label} must be at least 1, not {value}")
-    if gpu_overhead < 0 or (gpu_free_vram is not None and gpu_free_vram < 0):
+    if num_gpu < -1:
+        raise ValueError(f"num_gpu must be -1 (automatic) or a layer count, not {num_gpu}")
+    frees = list(gpu_free_vrams) if gpu_free_vrams else ([gpu_free_vram] if gpu_free_vram is not None else [])
+    if gpu_overhead < 0 or any(free < 0 for free in frees):
         raise ValueError("GPU memory figures must not be negative")
 
-    warnings: list[str] = []
-    if geometry.architecture not in OLLAMA_ENGINE_ARCHITECTURES:
-        warnings.append(
-            f"architecture {geometry.architecture} runs on Ollama's llama.cpp runner, which places layers "
-            "from its own estimates: these figures follow the Go engine's rules and are approximate"
-        )
-    if geometry.context_length and num_ctx > geometry.context_length:
-        warnings.append(
-            f"num_ctx {num_ctx} exceeds the model's context {geometry.context_length}; Ollama uses {geometry.context_length}"
-        )
-        num_ctx = geometry.context_length
-    num_batch = min(num_batch, num_ctx)
-    if kv_cache_type != "f16" and not flash_attention:
-        warnings.append(f"KV cache type {kv_cache_type} needs flash attention; Ollama drops it to f16")
-        kv_cache_type = "f16"
+    rules = rules_of(geometry)
+    if rules.refusal:
+        raise UnpredictableModel(refusal_message(geometry, rules.refusal))
+    settings = _effective_settings(
+        geometry, rules, num_ctx=num_ctx, num_batch=num_batch, num_parallel=num_parallel,
+        kv_cache_type=kv_cache_type, flash_attention=flash_attention,
+    )
+    # server/sched.go processPending: num_gpu 0 loads with no GPU at all.
+    gpus = [] if num_gpu == 0 else [Gpu(index, free) for index, free in enumerate(frees)]
+    if rules.engine == "llama.cpp":
+        return _place_llamacpp(geometry, rules, settings, gpus, gpu_overhead, num_gpu)
+    return _place_go_engine(geometry, rules, settings, gpus, gpu_overhead, num_gpu, op_offload)
 
-    cells = round_up(num_ctx * num_parallel, KV_CACHE_PADDING)
-    kv_layer = kv_bytes_per_layer(geometry, cells, kv_cache_type)
-    block_costs = [weights + kv_layer for weights in geometry.block_weight_bytes]
 
-    def graphs(layout: Layout) -> GraphReserve:
-        return graph_reserve(
+def _shares(layout: Layout, gpus: list[Gpu], block_count: int, weights: list[int], kv: list[int],
+            graphs: dict[int, int], reserve: int) -> tuple[GpuShare, ...]:
+    held = {gpu: layers for gpu, layers in layout}
+    shares = []
+    for gpu in gpus:
+        layers = held.get(gpu.index, ())
+        graph = graphs.get(gpu.index, 0)
+        shares.append(GpuShare(
+            index=gpu.index,
+            free_vram=gpu.free,
+            blocks=tuple(layer for layer in layers if layer < block_count),
+            output=block_count in layers,
+            weights=sum(weights[layer] for layer in layers),
+            kv=sum(kv[layer] for layer in layers),
+            graph=graph,
+            layer_space=max(0, gpu.free - reserve - graph),
+        ))
+    return tuple(shares)
+
+
+def _result(geometry: ModelGeometry, settings: _Settings, shares: tuple[GpuShare, ...], *, weights_total: int,
+            kv_total: int, graph_cpu: int, kv_cells: int, has_gpu: bool, engine: str,
+            warnings: tuple[str, ...], errors: tuple[str, ...]) -> Placement:
+    weights_gpu = sum(share.weights for share in shares)
+    kv_gpu = sum(share.kv for share in shares)
+    return Placement(
+        gpu_blocks=sum(len(share.blocks) for share in shares),
+        block_count=geometry.block_count,
+        output_on_gpu=any(share.output for share in shares),
+        weights_gpu=weights_gpu,
+        weights_cpu=weights_total - weights_gpu,
+        kv_gpu=kv_gpu,
+        kv_cpu=kv_total - kv_gpu,
+        graph_gpu=sum(share.graph for share in shares),
+        graph_cpu=graph_cpu,
+        num_ctx=settings.num_ctx,
+        num_batch=settings.num_batch,
+        kv_cells=kv_cells,
+        kv_cache_type=settings.kv_cache_type,
+        gpu_layer_space=sum(share.layer_space for share in shares) if has_gpu else None,
+        warnings=(*settings.warnings, *warnings),
+        gpus=shares,
+        errors=errors,
+        engine=engine,
+        num_parallel=settings.num_parallel,
+        flash_attention=settings.flash_attention,
+    )
+
+
+def _place_go_engine(geometry: ModelGeometry, rules: EngineRules, settings: _Settings, gpus: list[Gpu],
+                     gpu_overhead: int, num_gpu: int, op_offload: bool) -> Placement:
+    n = geometry.block_count
+    cells = [
+        layer.cells(num_ctx=settings.num_ctx, num_parallel=settings.num_parallel, num_batch=settings.num_batch)
+        if layer else 0
+        for layer in rules.layers
+    ]
+    kv = [_cache_bytes(layer, cells[i], settings.kv_cache_type) if layer else 0 for i, layer in enumerate(rules.layers)]
+    kv.append(0)  # the output layer has no cache
+    weights = [*geometry.block_weight_bytes, geometry.output_bytes]
+    costs = [w + k for w, k in zip(weights, kv)]
+    largest_cells = max(cells, default=0)
+    reserve = CUDA_MINIMUM_MEMORY + gpu_overhead
+
+    def graphs(layout: Layout) -> tuple[dict[int, int], int]:
+        on_gpu = {layer for _, layers in layout for layer in layers}
+        reserve_ = graph_reserve(
             geometry,
-            batch=num_batch,
-            kv_cells=cells,
-            flash_attention=flash_attention,
-            kv_cache_quantized=kv_cache_type != "f16",
-            gpu_blocks=layout.gpu_blocks,
-            output_on_gpu=layout.output_on_gpu,
+            batch=settings.num_batch,
+            kv_cells=largest_cells,
+            flash_attention=settings.flash_attention,
+            kv_cache_quantized=settings.kv_cache_type != "f16",
+            gpu_blocks=len(on_gpu - {n}),
+            output_on_gpu=n in on_gpu,
             op_offload=op_offload,
         )
+        return {gpu: reserve_.gpu for gpu, layers in layout if layers}, reserve_.cpu
 
-    def memory(layout: Layout) -> Placement:
-        gpu_blocks = geometry.block_weight_bytes[geometry.block_count - layout.gpu_blocks:]
-        output_gpu = geometry.output_bytes if layout.output_on_gpu else 0
-        graph = graphs(layout)
-        weights_gpu = sum(gpu_blocks) + output_gpu
-        return Placement(
-            gpu_blocks=layout.gpu_blocks,
-            block_count=geometry.block_count,
-            output_on_gpu=layout.output_on_gpu,
-            weights_gpu=weights_gpu,
-            weights_cpu=geometry.weight_bytes - weights_gpu,
-            kv_gpu=kv_layer * layout.gpu_blocks,
-            kv_cpu=kv_layer * (geometry.block_count - layout.gpu_blocks),
-            graph_gpu=graph.gpu,
-            graph_cpu=graph.cpu,
-            num_ctx=num_ctx,
-            num_batch=num_batch,
-            kv_cells=cells,
-            kv_cache_type=kv_cache_type,
-            gpu_layer_space=None if gpu_free_vram is None else layer_space(graph.gpu),
-            warnings=tuple(warnings),
-        )
+    def fits(layout: Layout) -> bool:
+        per_gpu, _ = graphs(layout)
+        free = {gpu.index: gpu.free for gpu in gpus}
+        return all(sum(costs[layer] for layer in layers) + per_gpu.get(gpu, 0) <= free[gpu] for gpu, layers in layout)
 
-    def layer_space(graph_gpu: int) -> int:
-        # llm/server.go buildLayout: unsigned arithmetic, so an overdrawn GPU has zero space.
-        return max(0, gpu_free_vram - CUDA_MINIMUM_MEMORY - gpu_overhead - graph_gpu)
-
-    if gpu_free_vram is None:
-        return memory(Layout(0, False))
-    final = _converge(
-        block_costs,
-        geometry.output_bytes,
-        space_for=lambda layout: layer_space(graphs(layout).gpu),
-        fits=lambda layout: memory(layout).gpu_total <= gpu_free_vram,
+    errors: tuple[str, ...] = ()
+    layout: Layout = ()
+    if gpus:
+        try:
+            layout = converge(costs, gpus, reserve=reserve, graphs_of=lambda layout: graphs(layout)[0], fits=fits, num_gpu=num_gpu)
+        except LayoutError as error:
+            errors = (f"Ollama would refuse to load the model: {error}",)
+            layout = ()
+    per_gpu, graph_cpu = graphs(layout)
+    shares = _shares(layout, gpus, n, weights, kv, per_gpu, reserve)
+    return _result(
+        geometry, settings, shares,
+        weights_total=geometry.weight_bytes, kv_total=sum(kv), graph_cpu=graph_cpu, kv_cells=largest_cells,
+        has_gpu=bool(gpus), engine="ollama", warnings=(), errors=errors,
     )
-    return memory(final)
 
 
-def _packed_from_end(costs: list[int], space: int) -> int:
-    """llm/server.go greedyFit: take layers from the last one down, stop at the first misfit."""
-    count = 0
-    for cost in reversed(costs):
-        if cost > space:
+def _place_llamacpp(geometry: ModelGeometry, rules: EngineRules, settings: _Settings, gpus: list[Gpu],
+                    gpu_overhead: int, num_gpu: int) -> Placement:
+    """llm/server.go llamaServer.Load: estimates in, one layout out (nothing is measured)."""
+    estimate = rules.estimate
+    n = geometry.block_count
+    sizes = graph_size(estimate, context=settings.num_ctx, batch=settings.num_batch,
+                       num_parallel=settings.num_parallel, kv_cache_type=settings.kv_cache_type)
+    partial, full = graph_fallbacks(estimate, sizes)
+    kv = [*sizes.kv, 0]
+    weights = [*estimate.block_sizes, estimate.output_size]
+    costs = [w + k for w, k in zip(weights, kv)]
+    # "Use the size of one layer as a buffer": every card loses blk.0's weights and KV.
+    buffer = estimate.block_sizes[0] + sizes.kv[0] if n and estimate.block_sizes[0] else 0
+    cards = [Gpu(gpu.index, max(0, gpu.free - buffer)) for gpu in gpus]
+    reserve = CUDA_MINIMUM_MEMORY + gpu_overhead
+    graphs: dict[int, int] = {}
+    layout: Layout = ()
+    while cards:
+        previous = layout
+        layout = build_layout(costs, cards, graphs, reserve=reserve, requested=num_gpu)
+        if len(layout) <= len(previous):
             break
-        space -= cost
-        count += 1
-    return count
-
-
-def _assign(block_costs: list[int], output_cost: int, space: int) -> Layout:
-    """llm/server.go assignLayers for one GPU: output layer included first, else blocks only."""
-    if _packed_from_end(block_costs + [output_cost], space) == len(block_costs) + 1:
-        return Layout(len(block_costs), True)
-    return Layout(_packed_from_end(block_costs, space), False)
-
-
-def _forced(count: int, block_count: int) -> Layout:
-    """A layout with num_gpu = count, as the exploring step asks for: blocks only unless all fit."""
-    if count > block_count:
-        return Layout(block_count, True)
-    return Layout(count, False)
-
-
-def _converge(
-    block_costs: list[int],
-    output_cost: int,
-    *,
-    space_for: Callable[[Layout], int],
-    fits: Callable[[Layout], bool],
-) -> Layout:
-    """llm/server.go ollamaServer.Load: re-layout with each layout's own graph until it repeats.
-
-    ``space_for(layout)`` is the layer space left once that layout's GPU graph is reserved;
-    ``fits(layout)`` says whether its allocation would succeed on the real card.
-    """
-    current = Layout(len(block_costs), True)  # sizes are all zero before the first measurement
-    seen = {current}
-    while True:
-        proposal = _assign(block_costs, output_cost, space_for(current))
-        if proposal not in seen and proposal.gpu_layers <= current.gpu_layers:
-            seen.add(proposal)
-            current = proposal
-            continue
-        if proposal.gpu_layers - current.gpu_layers > 1:
-            for count in range(proposal.gpu_layers - 1, current.gpu_layers - 1, -1):
-                forced = _forced(count, len(block_costs))
-                verified = _assign(block_costs, output_cost, space_for(forced))
-                if fits(forced) and forced.gpu_layers <= verified.gpu_layers:
-                    return forced
-        return current
+        for gpu, _ in layout:
+            graphs[gpu] = max(partial, full)
+    graph = full if layer_sum(layout) == n + 1 else partial
+    for gpu, _ in layout:
+        graphs[gpu] = graph
+    shares = _shares(layout, cards, n, weights, kv, graphs, reserve)
+    warnings = (
+        f"{geometry.architecture} runs on Ollama's llama.cpp runner: these are Ollama's own estimates "
+        "(fs/ggml GraphSize), which decide its layout and fill its memory log; llama.cpp's real allocation differs",
+    )
+    # We historically haven't included InputWeights in the model size (llamaServer.Load).
+    return _result(
+        geometry, settings, shares,
+        weights_total=sum(weights), kv_total=sum(kv), graph_cpu=0, kv_cells=settings.num_ctx * settings.num_parallel,
+        has_gpu=bool(gpus), engine="llama.cpp", warnings=warnings, errors=(),
+    )

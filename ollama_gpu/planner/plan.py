@@ -50,9 +50,15 @@ class PlanInputs:
     alternatives: tuple[ModelGeometry, ...] = ()
     assumptions: tuple[str, ...] = ()
     prefill_model: PrefillModel | None = None
+    # Several GPUs: each one's free VRAM in CUDA order (wins over gpu_free_vram). num_gpu is the
+    # Modelfile parameter, -1 for Ollama's own placement.
+    gpu_free_vrams: tuple[int, ...] = ()
+    num_gpu: int = -1
+    # Where the geometry came from (registry, cache, catalog), as warnings for the plan.
+    source_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.gpu_free_vram is not None and not self.gpu_bandwidth:
+        if (self.gpu_free_vram is not None or self.gpu_free_vrams) and not self.gpu_bandwidth:
             raise ValueError("gpu_free_vram is set but gpu_bandwidth is not (--gpu-bandwidth)")
         for label in ("host_ram", "host_ram_bandwidth", "prefill_tokens_per_s", "client_timeout_s"):
             if getattr(self, label) <= 0:
@@ -117,15 +123,33 @@ class Plan:
                 "host_ram_needed": p.cpu_total,
                 "gpu_layer_space": p.gpu_layer_space,
             },
+            "engine": p.engine,
+            "gpus": [
+                {
+                    "index": share.index,
+                    "free_vram": share.free_vram,
+                    "blocks": [min(share.blocks), max(share.blocks)] if share.blocks else None,
+                    "output_layer": share.output,
+                    "layers": share.layers,
+                    "weights": share.weights,
+                    "kv_cache": share.kv,
+                    "graph": share.graph,
+                    "total": share.total,
+                    "layer_space": share.layer_space,
+                }
+                for share in p.gpus
+            ],
             "settings": {
                 "num_ctx": p.num_ctx,
                 "num_batch": p.num_batch,
-                "num_parallel": inputs.num_parallel,
+                "num_parallel": p.num_parallel,
+                "num_gpu": inputs.num_gpu,
                 "kv_cache_type": p.kv_cache_type,
                 "kv_cells": p.kv_cells,
-                "flash_attention": inputs.flash_attention,
+                "flash_attention": p.flash_attention,
                 "op_offload": inputs.op_offload,
                 "gpu_free_vram": inputs.gpu_free_vram,
+                "gpu_free_vram_per_gpu": list(inputs.gpu_free_vrams) or None,
                 "gpu_overhead": inputs.gpu_overhead,
                 "host_ram": inputs.host_ram,
             },
@@ -166,6 +190,8 @@ def build_plan(inputs: PlanInputs) -> Plan:
         "num_parallel": inputs.num_parallel,
         "num_batch": inputs.num_batch,
         "op_offload": inputs.op_offload,
+        "gpu_free_vrams": inputs.gpu_free_vrams or None,
+        "num_gpu": inputs.num_gpu,
     }
     placement = place(inputs.geometry, **placement_settings)
     decode = decode_bound(
@@ -188,7 +214,7 @@ def build_plan(inputs: PlanInputs) -> Plan:
         client_timeout_s=inputs.client_timeout_s,
     )
     memory_warnings, errors = memory_findings(
-        placement, has_gpu=inputs.gpu_free_vram is not None, host_ram=inputs.host_ram
+        placement, has_gpu=placement.gpu_layer_space is not None, host_ram=inputs.host_ram
     )
     advice = cheaper_fits(
         placement, inputs.alternatives, lambda geometry: place(geometry, **placement_settings)
@@ -198,8 +224,9 @@ def build_plan(inputs: PlanInputs) -> Plan:
         placement=placement,
         decode=decode,
         context=budget,
-        warnings=(*placement.warnings, *memory_warnings, *budget.warnings, *advice),
-        errors=tuple(errors),
+        warnings=(*inputs.source_notes, *inputs.geometry.notes, *placement.warnings, *memory_warnings,
+                  *budget.warnings, *advice),
+        errors=(*placement.errors, *errors),
         prefill_tokens_per_s=prefill_rate,
         prefill_source=prefill_source,
     )
@@ -209,26 +236,30 @@ def format_plan_table(plan: Plan) -> str:
     """Fixed-width summary for people (``make plan``), sizes as Ollama's log prints them."""
     p, inputs, d = plan.placement, plan.inputs, plan.decode
     rows = [("device", "weights", "KV cache", "graph", "total")]
-    if inputs.gpu_free_vram is not None:
-        rows.append(("GPU", *(format_ollama(v) for v in (p.weights_gpu, p.kv_gpu, p.graph_gpu, p.gpu_total))))
+    for share in p.gpus:
+        label = "GPU" if len(p.gpus) == 1 else f"GPU{share.index}"
+        rows.append((label, *(format_ollama(v) for v in (share.weights, share.kv, share.graph, share.total))))
     rows.append(("CPU", *(format_ollama(v) for v in (p.weights_cpu, p.kv_cpu, p.graph_cpu, p.cpu_total))))
     rows.append(("all", *(format_ollama(v) for v in (
         p.weights_gpu + p.weights_cpu, p.kv_gpu + p.kv_cpu, p.graph_gpu + p.graph_cpu, p.total))))
     lines = [
         f"Plan for {inputs.geometry.name} ({inputs.geometry.architecture}, {format_gb(inputs.geometry.file_size)})",
-        f"num_ctx {p.num_ctx} x {inputs.num_parallel} parallel = {p.kv_cells} KV cells of {p.kv_cache_type}, "
-        f"flash attention {'on' if inputs.flash_attention else 'off'}, num_batch {p.num_batch}",
+        f"num_ctx {p.num_ctx} x {p.num_parallel} parallel = {p.kv_cells} KV cells of {p.kv_cache_type}, "
+        f"flash attention {'on' if p.flash_attention else 'off'}, num_batch {p.num_batch}",
         "",
         *(f"{name:<8}{weights:>12}{kv:>12}{graph:>12}{total:>12}" for name, weights, kv, graph, total in rows),
         "",
         f"layers:  offloaded {p.offloaded_layers}/{p.block_count + 1} layers to GPU: {p.gpu_blocks} of "
         f"{p.block_count} blocks, output layer on {'GPU' if p.output_on_gpu else 'CPU'}",
     ]
-    if p.gpu_layer_space is not None:
+    for share in p.gpus:
+        label = "" if len(p.gpus) == 1 else f"GPU{share.index}: "
+        held = f"blocks {min(share.blocks)}-{max(share.blocks)}" if share.blocks else "no blocks"
         lines.append(
-            f"         layer space {format_ollama(p.gpu_layer_space)} = free {format_ollama(inputs.gpu_free_vram)}"
+            f"         {label}layer space {format_ollama(share.layer_space)} = free {format_ollama(share.free_vram)}"
             f" - minimum {format_ollama(CUDA_MINIMUM_MEMORY)} - overhead {format_ollama(inputs.gpu_overhead)}"
-            f" - graph {format_ollama(p.graph_gpu)}"
+            f" - graph {format_ollama(share.graph)}"
+            + ("" if len(p.gpus) == 1 else f"; holds {held}{' and the output layer' if share.output else ''}")
         )
     reads = f"{format_gb(d.cpu_bytes_per_token)} from host RAM"
     if d.gpu_bytes_per_token:

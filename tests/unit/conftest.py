@@ -91,6 +91,13 @@ def private_key() -> str:
     )
 
 
+@pytest.fixture(autouse=True)
+def no_registry(monkeypatch) -> None:
+    """Unit tests never reach a model registry: the planner uses its catalog (registry tests serve
+    their own registry in-process and clear this)."""
+    monkeypatch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
+
+
 @pytest.fixture
 def offline_env(monkeypatch, tmp_path) -> Path:
     """No SSH preflight, a per-test cache directory (so a test can prove nothing is written there),

@@ -11,11 +11,13 @@ from ollama_gpu.planner.placement import place
 F32_TENSOR = np.float32
 
 
-def write_gguf(path, arch, metadata, tensors):
+def write_gguf(path, arch, metadata, tensors, vocab=100):
     """tensors: (name, ggml type name, ggml shape); values are zeros of the right byte size."""
     writer = gguf.GGUFWriter(str(path), arch)
     for key, value in metadata.items():
         writer.add_uint32(f"{arch}.{key}", value)
+    if vocab:
+        writer.add_token_list([f"t{i}" for i in range(vocab)])
     for name, ggml_type, shape in tensors:
         numpy_shape = tuple(reversed(shape))
         if ggml_type == "F32":
@@ -99,19 +101,34 @@ def test_moe_geometry_counts_routed_experts_only(tiny_moe):
     assert (g.token_embd_bytes, g.output_bytes) == (6_800, 6_800 + 256)
 
 
-def test_llama_placement_packs_the_last_blocks(tiny_llama):
-    # B = min(512, 256) = 256 tokens, 256 cells. Block cost 148,000 + KV 2x16x2x256x2 = 180,768.
-    # Full-GPU graph: mask 4x256x256 = 262,144 + activations 4x256x(3x128 + 4x64) = 655,360
-    # + 78 MiB = 82,706,432; with host blocks + largest host tensor 32,768 = 82,739,200.
-    # free = 457 MiB + 82,739,200 + 2 x 180,768 + 100: first pass space 394,404 -> output + 2
-    # blocks, not all, so blocks only: 2; second pass space 361,636 -> 2 again.
+def test_llama_runs_on_the_llama_cpp_runner_estimate(tiny_llama):
+    # llama is not Ollama-engine-required, so llamaServer.Load places it from fs/ggml GraphSize.
+    # num_ctx 256, batch min(512, 256) = 256. KV per layer 256 x (16 + 16) x 2 heads x 2 B = 32,768.
+    # GroupLayers sizes: blk.N 147,968 (rope_freqs is its own group), output = output_norm 256 +
+    # token_embd 25,600 (no output tensor). llama graphs with E 64, heads 4, kv heads 2, vocab 100:
+    # full max(4x256x(1+256+256x5), 4x256x164) = 1,573,888; partial 4x256x64 = 65,536 +
+    # max(4x256x321 + 64x64x9/16 + 4x256x(256x4 + 16x2), 4x256x164 + 64x100x105/128)
+    # = 65,536 + 1,412,352 = 1,477,888.
+    # Every card first loses blk.0 + its KV (180,736). Pass 1 (no graph yet) fits everything on the
+    # GPU, so pass 2 reserves max(partial, full): 400,000 left for layers holds the output and two
+    # blocks but not three, so assignLayers keeps the blocks and drops the output: 2 blocks.
     g = geometry_from_gguf(tiny_llama)
-    free = 479_199_232 + 82_739_200 + 2 * 180_768 + 100
+    free = 479_199_232 + 1_573_888 + 180_736 + 400_000
     p = place(g, gpu_free_vram=free, gpu_overhead=0, num_ctx=256, kv_cache_type="f16", flash_attention=True, num_parallel=1)
-    assert (p.gpu_blocks, p.block_count, p.output_on_gpu, p.offloaded_layers) == (2, 3, False, 2)
-    assert p.weights_gpu == 2 * 148_000
-    assert p.weights_cpu == 148_000 + 25_600 + 25_856
+    assert (p.engine, p.gpu_blocks, p.block_count, p.output_on_gpu, p.offloaded_layers) == ("llama.cpp", 2, 3, False, 2)
+    assert (p.weights_gpu, p.weights_cpu) == (2 * 147_968, 147_968 + 25_856)  # InputWeights are not counted
+    assert (p.kv_gpu, p.kv_cpu, p.graph_gpu, p.graph_cpu) == (65_536, 32_768, 1_477_888, 0)
     assert any("llama.cpp runner" in w for w in p.warnings)
+
+
+def test_llama_without_tokens_is_refused(tmp_path):
+    from ollama_gpu.planner.placement import UnpredictableModel
+
+    meta = {**LLAMA_META, "block_count": 1}
+    path = write_gguf(tmp_path / "no-vocab.gguf", "llama", meta, [("blk.0.attn_q.weight", "F32", (64, 64))], vocab=0)
+    with pytest.raises(UnpredictableModel, match="no tokenizer.ggml.tokens"):
+        place(geometry_from_gguf(path), gpu_free_vram=None, gpu_overhead=0, num_ctx=256, kv_cache_type="f16",
+              flash_attention=True, num_parallel=1)
 
 
 def test_moe_fits_whole_on_a_big_gpu(tiny_moe):
@@ -160,6 +177,23 @@ def test_compare_reports_what_differs():
         "output_bytes: planned 330620928 bytes, Ollama reports 255260672",
     ]
     assert compare_with_model_info(entry.geometry(), {}) == ["metadata has no general.architecture"]
+
+
+def test_llama_cpp_runner_on_two_gpus_keeps_the_first_cards_graph(tiny_llama):
+    # llamaServer.Load with two equal cards, each with X = 1,873,888 B left after the 457 MiB
+    # minimum and the blk.0 buffer (180,736). Pass 1 (no graph yet): all 4 layers (568,064) fit the
+    # first card alone, so it gets max(partial, full) = 1,573,888 of graph. Pass 2: the first card
+    # now has 300,000 left, too little for everything, so findBestFit takes both cards and its
+    # smallest capacity factor that still places all 4 layers puts them all on the last card (GPU1):
+    # still one entry, so the loop ends. The final graph is "full" (every layer on a GPU) for GPU1,
+    # and GPU0 keeps the graph it was given in pass 1 although it holds nothing: Ollama logs it.
+    g = geometry_from_gguf(tiny_llama)
+    free = 479_199_232 + 180_736 + 1_573_888 + 300_000
+    p = place(g, gpu_free_vram=None, gpu_free_vrams=[free, free], gpu_overhead=0, num_ctx=256, kv_cache_type="f16",
+              flash_attention=True, num_parallel=1)
+    assert [(s.index, s.blocks, s.output, s.graph) for s in p.gpus] == [
+        (0, (), False, 1_573_888), (1, (0, 1, 2), True, 1_573_888)]
+    assert p.weights_cpu == 0  # token_embd is not counted on the llama.cpp runner
 
 
 def test_every_truncation_of_a_gguf_gives_a_geometry_or_says_what_is_wrong(tiny_llama, tmp_path):

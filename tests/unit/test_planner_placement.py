@@ -24,7 +24,8 @@ stay in host RAM, the 4 MiB of embeddings alone when every block is on the GPU.
 import pytest
 
 from ollama_gpu.planner.catalog import catalog_geometry
-from ollama_gpu.planner.placement import Layout, _converge, place
+from ollama_gpu.planner.layout import Gpu, converge, layer_sum
+from ollama_gpu.planner.placement import place
 from ollama_gpu.planner.units import GIB, MIB, format_ollama
 
 Q8 = catalog_geometry("qwen3:30b-a3b-thinking-2507-q8_0")
@@ -258,9 +259,14 @@ def test_cpu_only():
 def test_exploring_intermediate_layer_counts():
     # A layout whose own graph frees room: 4 blocks proposed after 2 were placed, so Ollama tries
     # 3 forced layers, verifies that its own measurement still allows 3, and keeps it.
-    space = {Layout(4, True): 2, Layout(2, False): 4, Layout(3, False): 3}
-    layout = _converge([1, 1, 1, 1], 1, space_for=space.__getitem__, fits=lambda layout: True)
-    assert layout == Layout(3, False)
+    # Four 1-byte blocks and a 1-byte output layer on a 10-byte card; the graph each layout reports
+    # leaves 2 bytes for layers with everything on the GPU, 4 with two blocks, 3 with three.
+    graph_for_layers = {5: 8, 2: 6, 3: 7}
+    layout = converge(
+        [1, 1, 1, 1, 1], [Gpu(0, 10)], reserve=0,
+        graphs_of=lambda layout: {0: graph_for_layers[layer_sum(layout)]}, fits=lambda layout: True,
+    )
+    assert layout == ((0, (1, 2, 3)),)
 
 
 @pytest.mark.parametrize(

@@ -135,3 +135,30 @@ def test_the_verification_output_reports_a_mismatch_and_never_fails_the_program(
         })
         result = judge(settings, plan_for(settings), text)
         assert result["ok"] is False and result["warnings"], strict
+
+
+def test_two_gpus_are_checked_card_by_card():
+    from ollama_gpu.verification import compare, parse_report
+
+    log = "\n".join([
+        'level=INFO msg="model weights" device=CUDA0 size="14.8 GiB"',
+        'level=INFO msg="model weights" device=CUDA1 size="15.1 GiB"',
+        'level=INFO msg="model weights" device=CPU size="315.3 MiB"',
+        'level=INFO msg="kv cache" device=CUDA0 size="1.5 GiB"',
+        'level=INFO msg="kv cache" device=CUDA1 size="1.5 GiB"',
+        'level=INFO msg="compute graph" device=CUDA0 size="190.0 MiB"',
+        'level=INFO msg="compute graph" device=CUDA1 size="190.0 MiB"',
+    ])
+    report = parse_report("### api/ps\n{}\n### placement log\n" + log, "m")
+    assert report.memory["weights"]["gpu"] == round(14.8 * 2**30) + round(15.1 * 2**30)
+    gib = 2**30
+    share = {"weights": round(14.8 * gib), "kv_cache": round(1.5 * gib), "graph": 190 * 2**20}
+    plan = {
+        "memory": {"weights": {"gpu": round(29.9 * gib), "cpu": round(315.3 * 2**20)},
+                   "kv_cache": {"gpu": 3 * gib, "cpu": 0}, "graph": {"gpu": 380 * 2**20, "cpu": 0}, "total": 0},
+        "layers": {"on_gpu": 48, "output_on_gpu": True},
+        "gpus": [{"index": 0, **share}, {"index": 1, **share, "weights": round(12.0 * gib)}],
+    }
+    result = compare(plan, report, num_ctx=32768, kv_cache_type="f16", tolerance=0.05)
+    failed = [check.figure for check in result.checks if not check.ok]
+    assert failed == ["memory.weights.CUDA1"]
