@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ollama_gpu.gpulab.gguf_writer import Typed, int32_array, uint32
 from ollama_gpu.planner.catalog import CATALOG, CatalogEntry, Recipe
 from ollama_gpu.planner.geometry import ModelGeometry, ModelShape, TensorInfo, geometry_from_tensors
+from ollama_gpu.planner.gguf_geometry import rules_from_metadata
 
 Q8 = CATALOG["qwen3:30b-a3b-thinking-2507-q8_0"]
 Q4 = CATALOG["qwen3:30b-a3b-thinking-2507-q4_K_M"]
@@ -100,7 +101,12 @@ class LabModel:
         return self.tensor_list()
 
     def geometry(self) -> ModelGeometry:
-        return geometry_from_tensors(self.name, self.shape, self.tensors())
+        """As the planner reads the written file: shapes from the tensors, the engine's rules
+        (sliding windows among them) from the metadata."""
+        tensors = self.tensors()
+        metadata = {key: value.value if isinstance(value, Typed) else value for key, value in self.metadata().items()}
+        rules = rules_from_metadata(metadata.get, self.shape, tensors, len(metadata["tokenizer.ggml.tokens"]))
+        return geometry_from_tensors(self.name, self.shape, tensors, rules=rules)
 
     def metadata(self) -> dict[str, object | Typed]:
         s, arch = self.shape, self.shape.architecture

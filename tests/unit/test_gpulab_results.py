@@ -17,14 +17,23 @@ RESULTS = sorted((Path(__file__).resolve().parents[2] / "lab" / "results").glob(
 COMPARISONS = compare([load(path) for path in RESULTS])
 RUNS = [(c, run) for c in COMPARISONS for run in c["runs"] if "placement" in run]
 
-SLIDING_WINDOW = "sliding-window KV cache not modelled yet (issue 11): the planner sizes every gemma3 layer by num_ctx"
+# The op-offload graph estimate (planner/graph.py) was fitted on Qwen3 runs; on gemma3's hybrid
+# layouts it is 16% under the measured GPU graph (399 vs 473 MiB), which at 12 GiB leaves room for
+# one block more than the server placed.
+GEMMA3_HYBRID_GRAPH = "gemma3 hybrid op-offload graph under-estimated (399 vs 473 MiB)"
+KNOWN_MISSES = {
+    ("test_layers", "gemma3-27b-q4_K_M.lease-b-12GiB"): GEMMA3_HYBRID_GRAPH,
+    ("test_graph", "gemma3-27b-q4_K_M.lease-b-12GiB"): GEMMA3_HYBRID_GRAPH,
+    ("test_graph", "gemma3-27b-q4_K_M.lease-b-6GiB"): GEMMA3_HYBRID_GRAPH,
+}
 
 
-def _cases():
+def _cases(test: str):
     for comparison, run in RUNS:
-        key = (comparison["source"], run["point"])
-        marks = [pytest.mark.xfail(strict=True, reason=SLIDING_WINDOW)] if comparison["model"].startswith("gemma3") else []
-        yield pytest.param(run, id=f"{key[0].removesuffix('.json')}-{key[1]}", marks=marks)
+        case = f"{comparison['source'].removesuffix('.json')}-{run['point']}"
+        reason = KNOWN_MISSES.get((test, case))
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        yield pytest.param(run, id=case, marks=marks)
 
 
 def _figures(run, *names):
@@ -38,7 +47,7 @@ def test_every_model_and_both_cards_were_measured():
         assert {"a10", "v100"} <= points and len(points) >= 4, (model, points)
 
 
-@pytest.mark.parametrize("run", list(_cases()))
+@pytest.mark.parametrize("run", list(_cases("test_layers")))
 def test_layers_weights_kv_and_total_match_the_server(run):
     figures = _figures(run, "layers offloaded", "weights GPU", "weights CPU", "KV GPU", "KV CPU", "total")
     off = {name: f"{figure['planned']} planned, {figure['measured']} measured"
@@ -46,7 +55,7 @@ def test_layers_weights_kv_and_total_match_the_server(run):
     assert not off
 
 
-@pytest.mark.parametrize("run", list(_cases()))
+@pytest.mark.parametrize("run", list(_cases("test_graph")))
 def test_compute_graph_with_op_offload_within_ten_percent(run):
     figures = _figures(run, "graph GPU", "graph CPU")
     assert all(figure["ok"] for figure in figures.values()), figures
