@@ -20,6 +20,10 @@ What decides the size (read from the vendored ggml, then measured):
 - The KQ mask. The causal cache builds it on the host as float32 [cells, batch]
   (kvcache/causal.go, buildMask); with flash attention it is cast to f16. A GPU gets the f32 mask
   as a copied input before the cast.
+- With op offload, the attention of a host-resident block: flash attention runs on the GPU on
+  copies of the block's whole K and V cache (_host_attention_phase). Qwen3's caches are small beside
+  its staged weights; a model with a large cache per layer (gemma3-27b's global layers: 256 MiB at
+  32K) makes this the largest phase of a hybrid layout.
 - Activations of the biggest phase, the MoE FFN: routed gate/up/SwiGLU outputs
   (expert_ff x used experts per token), the down projection (embedding x used experts per token)
   and a few hidden-state vectors (qwen3 model.go, sparse.Forward). Without flash attention the
@@ -44,13 +48,15 @@ at 32K and within 18% at num_batch <= 512 (24% at num_batch 1024). tests/unit/te
 pins each point. Against the H200 lab runs (lab/results, full size models, 32K context) the op
 offload GPU graph is within 6.2% for every Qwen3 run: hybrid q8_0 exact, q4_K_M -3%, num_batch
 2048 +6.1%, q8_0 cache +6.2%, dense Qwen3-32B +6.2% hybrid and +4.4% fully resident
-(tests/unit/test_gpulab_results.py).
+(tests/unit/test_gpulab_results.py). Gemma3-27B q4_K_M: fully resident +5.6%, hybrids -7.1%
+(the host attention phase; the FFN-phase staging formula alone was -15.6% and one block too many).
 The two CUDA constants were measured on sm_90; an A10 (sm_86) or V100 (sm_70) picks other kernels
 and may differ by some tens of MiB.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ollama_gpu.planner.geometry import ModelGeometry
@@ -108,10 +114,10 @@ def _staging_bytes(geometry: ModelGeometry, host_blocks: range, activations: int
     start of its own split (ggml_backend_sched_split_graph adds the copy as a node right before the
     split), and ggml-alloc frees it after its only consumer, so one weight is live at a time and the
     largest one sets the size. ggml-alloc places it best-fit in space freed earlier in the graph,
-    so only what does not fit there grows the buffer. A host block also copies other inputs: its
-    K/V cache views (flash attention runs on the GPU; the CPU graph stays at the embeddings) and its
-    small weights. Fitted, not derived: how much freed space the copy finds, half the FFN-phase
-    activations (the q8_0 MoE expert copy grows the buffer by 164 of its 204 MiB at num_batch 512,
+    so only what does not fit there grows the buffer. A host block also copies other inputs, its
+    small weights among them (its K/V cache copies belong to the attention phase and are freed
+    before its FFN runs: _host_attention_phase). Fitted, not derived: how much freed space the copy
+    finds, half the FFN-phase activations (the q8_0 MoE expert copy grows the buffer by 164 of its 204 MiB at num_batch 512,
     by 44 MiB at 2048; a dense Qwen3-32B's 102 MiB ffn_down by 7 MiB), and
     HOST_BLOCKS_SPLIT_OVERHEAD for the other inputs and fragmentation. The unfitted sum (largest
     tensor on top, nothing else) was 5% low for the q8_0 MoE at num_batch 512, one block too many
@@ -121,6 +127,37 @@ def _staging_bytes(geometry: ModelGeometry, host_blocks: range, activations: int
         return 0
     largest = max(geometry.block_largest_tensor_bytes[i] for i in host_blocks)
     return max(0, largest - activations // 2) + HOST_BLOCKS_SPLIT_OVERHEAD
+
+
+def _host_attention_phase(geometry: ModelGeometry, host_blocks: range, block_cache_bytes: Sequence[int] | None,
+                          *, batch: int, cells: int, kv_cache_quantized: bool) -> int:
+    """GPU graph bytes while a host-resident block's flash attention runs on the GPU (op offload).
+
+    Derived from the source; the one constant, CUDA_SCRATCH_ATTENTION_PHASE, was fitted to the
+    attention phase without flash attention and is assumed here. The attention op reads
+    the block's K and V cache views, which live in host RAM, so ggml_backend_sched_split_graph copies
+    both into the GPU's compute buffer as inputs of that split (ggml_backend_sched_backend_id_from_cur
+    puts the op on the GPU: the cache is not a weight buffer, so its neighbours decide). The prompt
+    reserve sees every cell (kvcache/causal.go), so each copy is the block's whole cache, and both
+    are live at once. Around them: the float32 mask input and its f16 cast (live from the first
+    block to the last), the query, the attention output and two hidden vectors, and the scratch of
+    CUDA_SCRATCH_ATTENTION_PHASE. Qwen3's caches are small beside its staged expert or FFN weight;
+    gemma3-27b's global layers (every 6th: 16 KV heads x 128 x 32768 cells, K+V 256 MiB in f16)
+    make this phase the largest: 419 MiB against the 451 MiB measured (lab gemma3 12GiB and 6GiB).
+    Those two runs cannot tell this from the other reading of them, an FFN staging copy that finds
+    no freed space in gemma3 (about 450-465 MiB); the phases part where the host blocks hold only
+    sliding-window caches (blocks 0-4) or the context is short: at 32K with 58 blocks on the GPU this
+    predicts 380 MiB, at 8K with 35 blocks 332 MiB, the other reading about 450 and 415.
+    """
+    if block_cache_bytes is None:
+        block_cache_bytes = [2 * F16 * geometry.head_dim * geometry.head_count_kv * cells] * geometry.block_count
+    kv_copy = max(block_cache_bytes[i] for i in host_blocks)
+    if kv_cache_quantized:
+        # CUDA's flash attention converts the copied quantized K and V to f16 in its pool.
+        kv_copy += 2 * F16 * geometry.head_dim * geometry.head_count_kv * cells
+    around = F32 * batch * (2 * geometry.head_count * geometry.head_dim + 2 * geometry.embedding_length)
+    masks = (F32 + F16) * cells * batch
+    return masks + kv_copy + around + CUDA_SCRATCH_ATTENTION_PHASE
 
 
 def graph_reserve(
@@ -133,11 +170,14 @@ def graph_reserve(
     gpu_blocks: int,
     output_on_gpu: bool,
     op_offload: bool = False,
+    block_cache_bytes: Sequence[int] | None = None,
 ) -> GraphReserve:
     """Graph bytes for a layout with the last ``gpu_blocks`` blocks (and maybe the output) on GPU.
 
     ``batch`` is the effective num_batch (already capped at num_ctx), ``kv_cells`` the padded KV
-    size, ``kv_cache_quantized`` whether the cache that is actually allocated is q8_0/q4_0.
+    size (the largest layer's), ``kv_cache_quantized`` whether the cache that is actually allocated
+    is q8_0/q4_0, ``block_cache_bytes`` each block's K+V cache bytes as allocated (sliding-window
+    layers hold fewer cells); without it every block caches ``kv_cells`` cells in f16.
     """
     cells, heads = kv_cells, geometry.head_count
     activations = activation_bytes(geometry, batch)
@@ -173,6 +213,10 @@ def graph_reserve(
         if kv_cache_quantized:
             # CUDA's flash attention converts quantized K and V to f16 in its pool, whole cache range.
             ffn_phase += 2 * F16 * geometry.head_dim * geometry.head_count_kv * cells
+        if offloads and host_blocks:
+            host_attention = _host_attention_phase(geometry, host_blocks, block_cache_bytes, batch=batch,
+                                                   cells=cells, kv_cache_quantized=kv_cache_quantized)
+            return GraphReserve(gpu=max(ffn_phase, host_attention), cpu=cpu)
         return GraphReserve(gpu=ffn_phase, cpu=cpu)
     # float32 scores, and their f16 copy for the V x KQ product on CUDA.
     attention_phase = mask_input + (F32 + F16) * cells * batch * heads + CUDA_SCRATCH_ATTENTION_PHASE

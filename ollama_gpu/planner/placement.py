@@ -322,6 +322,7 @@ def _place_go_engine(geometry: ModelGeometry, rules: EngineRules, settings: _Set
             gpu_blocks=len(on_gpu - {n}),
             output_on_gpu=n in on_gpu,
             op_offload=op_offload,
+            block_cache_bytes=kv[:n],
         )
         return {gpu: reserve_.gpu for gpu, layers in layout if layers}, reserve_.cpu
 

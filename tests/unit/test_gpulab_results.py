@@ -17,15 +17,8 @@ RESULTS = sorted((Path(__file__).resolve().parents[2] / "lab" / "results").glob(
 COMPARISONS = compare([load(path) for path in RESULTS])
 RUNS = [(c, run) for c in COMPARISONS for run in c["runs"] if "placement" in run]
 
-# The op-offload graph estimate (planner/graph.py) was fitted on Qwen3 runs; on gemma3's hybrid
-# layouts it is 16% under the measured GPU graph (399 vs 473 MiB), which at 12 GiB leaves room for
-# one block more than the server placed.
-GEMMA3_HYBRID_GRAPH = "gemma3 hybrid op-offload graph under-estimated (399 vs 473 MiB)"
-KNOWN_MISSES = {
-    ("test_layers", "gemma3-27b-q4_K_M.lease-b-12GiB"): GEMMA3_HYBRID_GRAPH,
-    ("test_graph", "gemma3-27b-q4_K_M.lease-b-12GiB"): GEMMA3_HYBRID_GRAPH,
-    ("test_graph", "gemma3-27b-q4_K_M.lease-b-6GiB"): GEMMA3_HYBRID_GRAPH,
-}
+# Runs the planner is known to get wrong, (test, case) -> reason, as strict xfails; none at present.
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 def _cases(test: str):

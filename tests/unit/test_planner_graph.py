@@ -160,3 +160,19 @@ def test_without_flash_attention_the_cpu_holds_its_blocks_attention_scores():
     reserve = graph_reserve(geometry, batch=512, kv_cells=32768, flash_attention=False,
                             kv_cache_quantized=False, gpu_blocks=30, output_on_gpu=False)
     assert reserve.cpu == (2048 + 24 + 4) * MIB
+
+
+def test_a_host_blocks_cache_is_copied_whole_for_its_attention():
+    # Op offload, blocks 0-3 in host RAM, 32K cells, batch 512. A host block's flash attention runs
+    # on the GPU on copies of its whole K and V cache: with a 1024 MiB cache in block 2 the GPU graph
+    # is f32 + f16 mask (64 + 32 MiB) + that copy + query/output/two hidden vectors 4 x 512 x
+    # (2x32x128 + 2x2048) = 24 MiB + 30 MiB CUDA scratch. The same cache on GPU block 6 is never
+    # copied, so the FFN phase with its staged expert (450 MiB) stands.
+    def gpu_graph(big_cache_block):
+        caches = [64 * MIB] * 8
+        caches[big_cache_block] = 1024 * MIB
+        return graph_reserve(Q8, batch=512, kv_cells=32768, flash_attention=True, kv_cache_quantized=False,
+                             op_offload=True, block_cache_bytes=caches, **HYBRID).gpu
+
+    assert gpu_graph(2) == (64 + 32 + 1024 + 24 + 30) * MIB
+    assert gpu_graph(6) == 450 * MIB
