@@ -2,8 +2,7 @@
 Ollama's CUDA build; scripts/gpu-lab). No GPU needed: the runs' own log lines and timings are the data.
 
 Placement is checked with the tolerances issue 10 set: layers exact, weights and KV per device
-within 1%, total within 2%, compute graph (op offload) within 10%. Runs the planner is known to get
-wrong are strict xfails with the reason, so a fix shows up as an unexpected pass.
+within 1%, total within 2%, compute graph (op offload) within 10%, for every run.
 """
 
 from pathlib import Path
@@ -17,16 +16,9 @@ RESULTS = sorted((Path(__file__).resolve().parents[2] / "lab" / "results").glob(
 COMPARISONS = compare([load(path) for path in RESULTS])
 RUNS = [(c, run) for c in COMPARISONS for run in c["runs"] if "placement" in run]
 
-# Runs the planner is known to get wrong, (test, case) -> reason, as strict xfails; none at present.
-KNOWN_MISSES: dict[tuple[str, str], str] = {}
-
-
-def _cases(test: str):
+def _cases():
     for comparison, run in RUNS:
-        case = f"{comparison['source'].removesuffix('.json')}-{run['point']}"
-        reason = KNOWN_MISSES.get((test, case))
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(run, id=case, marks=marks)
+        yield pytest.param(run, id=f"{comparison['source'].removesuffix('.json')}-{run['point']}")
 
 
 def _figures(run, *names):
@@ -40,7 +32,7 @@ def test_every_model_and_both_cards_were_measured():
         assert {"a10", "v100"} <= points and len(points) >= 4, (model, points)
 
 
-@pytest.mark.parametrize("run", list(_cases("test_layers")))
+@pytest.mark.parametrize("run", list(_cases()))
 def test_layers_weights_kv_and_total_match_the_server(run):
     figures = _figures(run, "layers offloaded", "weights GPU", "weights CPU", "KV GPU", "KV CPU", "total")
     off = {name: f"{figure['planned']} planned, {figure['measured']} measured"
@@ -48,7 +40,7 @@ def test_layers_weights_kv_and_total_match_the_server(run):
     assert not off
 
 
-@pytest.mark.parametrize("run", list(_cases("test_graph")))
+@pytest.mark.parametrize("run", list(_cases()))
 def test_compute_graph_with_op_offload_within_ten_percent(run):
     figures = _figures(run, "graph GPU", "graph CPU")
     assert all(figure["ok"] for figure in figures.values()), figures
