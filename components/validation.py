@@ -1,11 +1,12 @@
 """Reads the stack config from the Pulumi engine and checks it, and the plan it implies, before anything is registered."""
 
 import os
-from typing import Optional
+from typing import NoReturn, Optional
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from components.engine_stop import ALREADY_REPORTED
 from ollama_gpu.config_loader import load_settings, values_from_engine_config
 from ollama_gpu.errors import UserError
 from ollama_gpu.preflight import require_reachable_host
@@ -14,8 +15,28 @@ from ollama_gpu.settings import Settings
 from ollama_gpu.stack_plan import plan_with_notes, refuse_unloadable
 
 
+class Refused(SystemExit):
+    """The program stops before registering anything, after logging `message` as its one error.
+
+    Not a pulumi.RunError: the Python exec shim exits 1 after one, and the engine then adds "an
+    unhandled error occurred: program exited with non-zero exit code: 1" under the real message.
+    Exit code 32 is the language host's "the error was already shown"."""
+
+    def __init__(self, message: str):
+        super().__init__(ALREADY_REPORTED)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def refuse(error: UserError) -> NoReturn:
+    pulumi.log.error(str(error))
+    raise Refused(str(error)) from None
+
+
 def load_settings_or_fail() -> Settings:
-    """A RunError prints its message alone: the user sees what to fix, not a traceback."""
+    """A refusal prints its message alone: the user sees what to fix, not a traceback."""
     engine_config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = {*runtime_config.get_config_secret_keys_env(), *filter(runtime_config.is_config_secret, engine_config)}
     stack = pulumi.get_stack()
@@ -25,7 +46,7 @@ def load_settings_or_fail() -> Settings:
         )
         require_reachable_host(settings)
     except UserError as error:
-        raise pulumi.RunError(str(error)) from None
+        refuse(error)
     return settings
 
 
@@ -35,7 +56,7 @@ def plan_or_fail(settings: Settings) -> Optional[Plan]:
         plan, reasons = plan_with_notes(settings)
         refuse_unloadable(settings, plan)
     except UserError as error:
-        raise pulumi.RunError(str(error)) from None
+        refuse(error)
     for reason in reasons:
         pulumi.log.warn(reason)
     if plan is None:

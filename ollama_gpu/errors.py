@@ -1,6 +1,6 @@
 """Errors a user can cause, each carrying one message that says where the problem is and how to fix it.
 
-The Pulumi program turns these into `pulumi.RunError` (no traceback) and the CLIs print them on one
+The Pulumi program turns these into one logged error and an exit (components/validation.py, no traceback) and the CLIs print them on one
 line and exit 2, so the message itself has to be complete.
 """
 

@@ -46,8 +46,9 @@ def render_stack(stack: str) -> tuple[str, int]:
         run = run_stack_file(stack)
     except ConfigError as error:
         return str(error), 2
-    except pulumi.RunError as error:
-        return f"{RULE}\nConfig errors (nothing would be created)\n{RULE}\n{error}", 2
+    except SystemExit as refused:
+        # components.validation.Refused: the program's one message, nothing registered.
+        return f"{RULE}\nConfig errors (nothing would be created)\n{RULE}\n{refused}", 2
     return _format_run(stack, run), 0
 
 

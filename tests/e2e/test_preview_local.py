@@ -74,3 +74,15 @@ def test_the_policy_pack_stops_a_program_whose_volume_would_be_lost(local_stack:
 
     assert preview.returncode != 0
     assert "[mandatory]" in preview.stdout and "models-volume-retained" in preview.stdout, preview.stdout
+
+
+def test_a_bad_config_value_is_one_message_under_the_real_engine(local_stack: tuple[Path, dict[str, str]]) -> None:
+    program, env = local_stack
+    run_pulumi(["config", "set", "--path", "server.port", "true", "-s", STACK], program, env)
+
+    preview = run_pulumi(["preview", "-s", STACK], program, env, check=False)
+
+    output = preview.stdout + preview.stderr
+    assert preview.returncode != 0
+    assert output.count("ollama-gpu:server.port = True") == 1, output
+    assert "unhandled error" not in output and "Traceback" not in output, output

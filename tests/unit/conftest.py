@@ -20,6 +20,7 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 
+from components.validation import Refused
 from ollama_gpu import offline
 from ollama_gpu.config_loader import values_from_stack_file
 from ollama_gpu.offline import ProgramRun, RecordedResource, run_program
@@ -174,7 +175,7 @@ def reject(offline_env):
     a single resource reached the engine (the mock monitor run_program installed keeps count)."""
 
     def run(stack: str, config: dict[str, Any], secret_keys: Optional[list[str]] = None) -> str:
-        with pytest.raises(pulumi.RunError) as refused:
+        with pytest.raises(Refused) as refused:
             run_program(stack, config, secret_keys=secret_keys)
         monitor = runtime_settings.SETTINGS.monitor
         assert monitor.get_registered_resources() == {}, "resources were registered despite invalid config"

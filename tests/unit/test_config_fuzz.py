@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pulumi
 import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from pydantic import BaseModel
 
+from components.validation import Refused
 from ollama_gpu import config_loader, knobs, shell
 from ollama_gpu.errors import ConfigError
 from ollama_gpu.settings import Settings
@@ -280,7 +280,7 @@ def _check_stack_file(content: bytes, sandbox) -> None:
     (sandbox.root / f"Pulumi.{STACK}.yaml").write_bytes(content)
     try:
         run = run_stack_file(STACK)
-    except (ConfigError, pulumi.RunError) as error:
+    except (ConfigError, Refused) as error:
         _assert_one_actionable_message(str(error))
         event("refused with one message")
         return
