@@ -6,9 +6,9 @@ from components.engine_stop import exit_quietly_when_stopped
 from components.host_prep import HostPrep
 from components.model_alias import ModelAlias, create_request
 from components.ollama_server import OllamaServer, load_timeout_seconds
+from components.plan_verification import PlanVerification
 from components.transport import CommandTarget
 from components.validation import load_settings_or_fail, plan_or_fail
-from components.plan_verification import PlanVerification
 from ollama_gpu.endpoints import api_url_on_host, client_endpoint, tunnel_command
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
