@@ -195,6 +195,7 @@ def test_state_and_outputs_hold_no_secret_or_local_path(deployment: Deployment):
     key_body = deployment.vm.private_key_path.read_text().splitlines()[1]
     assert key_body not in state
     assert deployment.checkout.env["SSH_AUTH_SOCK"] not in state
+    assert deployment.checkout.env["PULUMI_CONFIG_PASSPHRASE"] not in state
     assert str(deployment.workdir / "checkout") not in state
     outputs = deployment.pulumi("stack", "output", "--json").stdout
     assert key_body not in outputs and "PRIVATE KEY" not in outputs
