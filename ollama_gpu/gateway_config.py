@@ -45,7 +45,11 @@ def site_name_problem(name: str) -> str | None:
 def api_key_problem(key: str) -> str | None:
     if API_KEY.fullmatch(key):
         return None
-    return "is not 32–128 characters of A-Z a-z 0-9 _ - (make one with `openssl rand -hex 32`)"
+    return "is not 32–128 characters of A-Z a-z 0-9 _ -"
+
+
+def email_problem(address: str) -> str | None:
+    return None if _EMAIL.fullmatch(address) else "is not an e-mail address"
 
 
 def render_caddyfile(config: GatewayConfig) -> str:
@@ -59,7 +63,7 @@ def render_caddyfile(config: GatewayConfig) -> str:
         None if 1 <= config.port <= 65535 else "port out of range",
         None if _is_ip(config.bind_address) and "%" not in config.bind_address else "bind address is not an IP address",
         None if _UPSTREAM.fullmatch(config.upstream) else "upstream is not http://IP:PORT",
-        None if config.acme_email is None or _EMAIL.fullmatch(config.acme_email) else "ACME e-mail is not an address",
+        None if config.acme_email is None or not email_problem(config.acme_email) else "ACME e-mail is not an address",
     ]
     if any(problems):
         raise ValueError("; ".join(p for p in problems if p))

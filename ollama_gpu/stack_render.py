@@ -26,7 +26,7 @@ KEY_INPUTS = {
     "pulumi:providers:docker": ["host", "sshOpts"],
     "docker:index/remoteImage:RemoteImage": ["name", "keepLocally"],
     "docker:index/volume:Volume": ["name"],
-    "docker:index/container:Container": ["name", "image", "ports", "volumes", "gpus", "restart", "init", "labels", "wait", "waitTimeout"],
+    "docker:index/container:Container": ["name", "image", "networkMode", "ports", "volumes", "uploads", "gpus", "restart", "init", "labels", "wait", "waitTimeout"],
     "command:remote:Command": ["connection", "triggers"],
     "command:local:Command": ["triggers"],
 }
@@ -81,10 +81,11 @@ def _format_resource(resource: RecordedResource, by_urn: dict[str, RecordedResou
     for key in KEY_INPUTS.get(resource.type, []):
         if resource.inputs.get(key) not in (None, [], {}):
             lines.append(f"    {key}: {json.dumps(_show(resource.inputs[key]))}")
-    if resource.type == "docker:index/container:Container":
+    if resource.type == "docker:index/container:Container" and resource.inputs.get("envs"):
         lines.append("    env:")
-        lines += [f"      {entry}" for entry in resource.inputs.get("envs", [])]
-        check = resource.inputs.get("healthcheck", {})
+        lines += [f"      {entry}" for entry in resource.inputs["envs"]]
+    if resource.type == "docker:index/container:Container" and resource.inputs.get("healthcheck"):
+        check = resource.inputs["healthcheck"]
         lines.append(f"    healthcheck: every {check.get('interval')}, timeout {check.get('timeout')}, "
                      f"retries {check.get('retries')}; script:")
         lines += [f"      | {line}" for line in check.get("tests", ["", "", "", ""])[3].splitlines()]

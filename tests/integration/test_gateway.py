@@ -1,6 +1,7 @@
-"""The team endpoint against real parts: Caddy 2.6.2 (Debian's package in the stand-in for the
-official caddy image) with the Caddyfile the program renders, in front of a real Ollama server of
-the pinned version on loopback, with the CA root read by the script the stack runs.
+"""The team endpoint against real parts: the gateway container the program registers for a local
+stack (Caddy 2.6.2 from Debian's package, in the stand-in for the official caddy image, with the
+Caddyfile upload and data volume of the registered inputs), in front of a real Ollama server of
+the pinned version on loopback, with the CA root read by the registered command.
 
 Clients are the official `ollama` client and plain HTTPS calls to the OpenAI-compatible /v1 API,
 both verifying TLS against the exported root only. Ollama's debug log has one [GIN] line per
@@ -15,15 +16,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import ollama
 import pytest
 
-from ollama_gpu.gateway_config import CA_ROOT_PATH, GatewayConfig, render_caddyfile
-from ollama_gpu.shell import script_command
+from ollama_gpu.offline import ProgramRun
 from tests.integration import harness
 from tests.integration.native_server import NativeOllama, native_ollama  # noqa: F401 (the fixture)
+from tests.integration.program_spec import copy_uploads, docker_create_args, render
+
+pytestmark = pytest.mark.integration
 
 KEY_A = "a" * 16 + "A1_-" * 4 + "0123456789abcdef"
 KEY_B = "ZyXw" * 10
@@ -39,51 +43,56 @@ class Gateway:
     container: str
     volume: str
     image: str
-    caddyfile: Path
     port: int
 
     def tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
 
-def _start(image: str, name: str, volume: str, caddyfile: Path) -> None:
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--label", harness.RESOURCE_PREFIX, "--network", "host",
-         "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro", "-v", f"{volume}:/data", image],
-        check=True, capture_output=True,
-    )
+def _program(server: NativeOllama, port: int, suffix: str, keys: tuple[str, ...]) -> ProgramRun:
+    """The local stack with the gateway on, its upstream the native server's loopback port."""
+    config = {
+        "profile": "none",
+        "server": {"port": urlsplit(server.url).port},
+        "gateway": {
+            "enabled": True, "port": port, "bindAddress": SITE, "apiKeys": list(keys),
+            "containerName": f"{harness.RESOURCE_PREFIX}-gateway-{suffix}",
+            "dataVolume": f"{harness.RESOURCE_PREFIX}-gateway-data-{suffix}",
+        },
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OLLAMA_GPU_OFFLINE", "1")
+        patch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
+        return render("local", config, secret_keys=["gateway"])
 
 
-def _read_ca_root(container: str) -> str:
-    """Runs scripts/host/gateway-ca-root.sh exactly as the stack's local command does."""
-    command = script_command("host/gateway-ca-root.sh", {
-        "CONTAINER_NAME": container, "CA_ROOT_PATH": CA_ROOT_PATH, "WAIT_SECONDS": 60,
-    }, "gateway-ca-root")
-    result = subprocess.run(["sh", "-c", command.line], input=command.stdin, capture_output=True, text=True, check=False)
+def _start(run: ProgramRun, image: str) -> str:
+    """Creates the registered gateway container as the provider does and runs the registered
+    command that reads the CA root; returns what that command printed (the exported root)."""
+    container = run.by_name("gateway-container")
+    subprocess.run(["docker", "create", *docker_create_args(container, image)], check=True, capture_output=True)
+    copy_uploads(container)
+    subprocess.run(["docker", "start", container.inputs["name"]], check=True, capture_output=True)
+    read_root = run.by_name("gateway-ca-root").inputs
+    result = subprocess.run(["/bin/sh", "-c", read_root["create"]], input=read_root["stdin"],
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def _render(path: Path, port: int, upstream: str, keys: tuple[str, ...]) -> None:
-    path.write_text(render_caddyfile(GatewayConfig(SITE, port, SITE, upstream, keys)))
 
 
 @pytest.fixture(scope="module")
 def gateway(native_ollama: NativeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: F811
     harness.require(harness.docker_answers(), "no Docker daemon answers (scripts/dev/install-prerequisites.sh sets one up)")
     image = harness.run_dev_script("build-gateway-image.sh")
-    workdir = tmp_path_factory.mktemp("gateway")
-    port = harness.free_port()
-    suffix = uuid.uuid4().hex[:8]
-    container, volume = f"{harness.RESOURCE_PREFIX}-gateway-{suffix}", f"{harness.RESOURCE_PREFIX}-gateway-data-{suffix}"
-    caddyfile = workdir / "Caddyfile"
-    _render(caddyfile, port, native_ollama.url, (KEY_A, KEY_B))
-    _start(image, container, volume, caddyfile)
+    port, suffix = harness.free_port(), uuid.uuid4().hex[:8]
+    run = _program(native_ollama, port, suffix, (KEY_A, KEY_B))
+    container, volume = run.by_name("gateway-container").inputs["name"], run.by_name("gateway-data").inputs["name"]
     try:
-        root = _read_ca_root(container)
-        ca_file = workdir / "ca-root.crt"
+        root = _start(run, image)
+        ca_file = tmp_path_factory.mktemp("gateway") / "ca-root.crt"
         ca_file.write_text(root)
-        yield Gateway(f"https://{SITE}:{port}", ca_file, root, container, volume, image, caddyfile, port)
+        assert run.outputs["gateway_url"] == f"https://{SITE}:{port}"
+        yield Gateway(run.outputs["gateway_url"], ca_file, root, container, volume, image, port)
     finally:
         harness.remove_containers([container])
         subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True, check=False)
@@ -146,12 +155,12 @@ def test_the_gateway_certificate_is_not_trusted_without_the_exported_root(gatewa
 
 
 def test_a_revoked_key_gets_401_after_rotation_and_the_ca_root_stays(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
-    """Rotation as the stack does it: a new Caddyfile and a new gateway container on the same data
-    volume; Ollama is not touched. Runs last in this module: it leaves only KEY_A admitted."""
-    _render(gateway.caddyfile, gateway.port, native_ollama.url, (KEY_A,))
+    """Rotation as `pulumi up` applies it: the program with one key fewer, its gateway container
+    replaced on the same data volume; Ollama is not touched. Runs last in this module."""
+    suffix = gateway.container.rsplit("-", 1)[1]
+    run = _program(native_ollama, gateway.port, suffix, (KEY_A,))
     harness.remove_containers([gateway.container])
-    _start(gateway.image, gateway.container, gateway.volume, gateway.caddyfile)
-    assert _read_ca_root(gateway.container) == gateway.ca_root
+    assert _start(run, gateway.image) == gateway.ca_root
     with httpx.Client(base_url=gateway.url, verify=gateway.tls()) as client:
         for _ in range(100):  # the new container may still be binding its port
             try:
