@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import ollama
+import openai
 import pytest
 
 from ollama_gpu.offline import ProgramRun
@@ -128,6 +129,22 @@ def test_openai_compatible_api_streams_server_sent_events_with_the_second_key(ga
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     assert len(chunks) > 1 and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+
+
+def test_openai_client_streams_a_chat_completion_and_a_wrong_key_is_an_authentication_error(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    def client(key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0,
+                             http_client=httpx.Client(verify=gateway.tls()))
+
+    stream = client(KEY_A).chat.completions.create(
+        model=native_ollama.alias, messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8,
+    )
+    chunks = list(stream)
+    assert len(chunks) > 1 and chunks[-1].choices[0].finish_reason is not None
+    before = _requests_seen(native_ollama)
+    with pytest.raises(openai.AuthenticationError):
+        client(WRONG_KEY).models.list()
+    assert _requests_seen(native_ollama) == before
 
 
 @pytest.mark.parametrize("headers", [
