@@ -182,7 +182,18 @@ def _mask_secrets(stack: str, full_key: str, raw: Any) -> Any:
     return raw
 
 
-def _secret_problems(stack: str, values: dict[str, Any]) -> list[str]:
+def plaintext_secrets_in_stack_file(stack: str) -> None:
+    """The engine marks a whole object secret when any value in it is, so a key set without
+    --secret beside a secret one reaches the program looking secret; the stack file, when the
+    config comes from one, still tells them apart."""
+    path = REPO / f"Pulumi.{stack}.yaml"
+    if _STACK_NAME.fullmatch(stack) and path.exists():
+        problems = _secret_list_problems(stack, values_from_stack_file(path))
+        if problems:
+            raise ConfigError(_message(stack, problems))
+
+
+def _secret_list_problems(stack: str, values: dict[str, Any]) -> list[str]:
     problems = []
     for section, name in SECRET_LISTS:
         items = values.get(section, {}).get(name) if isinstance(values.get(section), dict) else None
@@ -191,6 +202,11 @@ def _secret_problems(stack: str, values: dict[str, Any]) -> list[str]:
                 path = f"{section}.{name}[{index}]"
                 problems.append(_line(path, HIDDEN_SECRET, "is stored in plain text, so the key is in the stack file and its history",
                                       f"pulumi config set --secret --path '{path}' \"$(openssl rand -hex 32)\" -s {stack}, and revoke the old key"))
+    return problems
+
+
+def _secret_problems(stack: str, values: dict[str, Any]) -> list[str]:
+    problems = _secret_list_problems(stack, values)
     for key in SECRET_KEYS:
         if key not in values:
             continue

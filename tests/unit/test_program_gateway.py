@@ -16,6 +16,7 @@ from ollama_gpu.stack_render import _format_run
 from tests.unit.conftest import (
     CONTAINER,
     HOST_ADDRESS,
+    REPO,
     LOCAL_COMMAND,
     REMOTE_COMMAND,
     STACKS,
@@ -170,3 +171,18 @@ def test_the_make_plan_listing_shows_the_gateway_but_not_its_keys(deploy):
     assert '● gateway-container  (docker:index/container:Container)\n    in: gateway' in listing
     assert '    networkMode: "host"' in listing and '    uploads: "[secret]"' in listing
     assert KEY_A not in listing and KEY_B not in listing
+
+
+def test_a_plain_key_beside_a_secret_one_in_the_stack_file_is_refused_by_the_program(reject):
+    """The engine hands the whole gateway object over as one secret when any key in it is one;
+    the program reads the stack file to tell a key set without --secret apart."""
+    path = REPO / "Pulumi.gateway-plain-key.yaml"
+    path.write_text(yaml.safe_dump({"config": {
+        "ollama-gpu:profile": "a10", "ollama-gpu:gateway": {"enabled": True, "apiKeys": [{"secure": "v1:AAAA"}, KEY_B]},
+    }}))
+    try:
+        message = reject("gateway-plain-key", _enabled(), secret_keys=["gateway"])
+    finally:
+        path.unlink()
+    assert "ollama-gpu:gateway.apiKeys[1] = [secret]: is stored in plain text" in message
+    assert KEY_A not in message and KEY_B not in message
