@@ -5,6 +5,7 @@ The Caddyfile holds the keys, so it travels as a secret upload; a rotated key re
 container. The CA Caddy creates lives in a kept volume, so the exported root survives rotations
 and re-creations of the container, and is read back by a host command after each start."""
 
+import secrets
 from typing import Optional
 
 import pulumi
@@ -14,7 +15,7 @@ from components.ollama_server import LOG_OPTIONS, RETAIN_LABEL
 from components.transport import CommandTarget
 from ollama_gpu.endpoints import api_url_on_host, gateway_site_name
 from ollama_gpu.gateway_config import CA_ROOT_PATH, GatewayConfig, render_caddyfile
-from ollama_gpu.settings import Settings
+from ollama_gpu.settings import UNDECRYPTED_SECRET, Settings
 
 CADDYFILE_PATH = "/etc/caddy/Caddyfile"
 DATA_PATH = "/data"
@@ -73,6 +74,12 @@ def caddyfile(settings: Settings) -> str:
     gateway = settings.gateway
     return render_caddyfile(GatewayConfig(
         site_name=gateway_site_name(settings), port=gateway.port, bind_address=gateway.bind_address,
-        upstream=api_url_on_host(settings), api_keys=tuple(key.get_secret_value() for key in gateway.api_keys),
+        upstream=api_url_on_host(settings), api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
         acme_email=gateway.acme_email,
     ))
+
+
+def _key_text(key: str) -> str:
+    """An offline read of the stack file (make plan) cannot decrypt keys: each stands in as a fresh
+    random key, so the file renders, and were it ever deployed it would admit no one."""
+    return secrets.token_hex(32) if key == UNDECRYPTED_SECRET else key

@@ -35,10 +35,22 @@ KEY_INPUTS = {
 def run_stack_file(stack: str) -> ProgramRun:
     """The program as `pulumi up -s STACK` would run it, from Pulumi.<stack>.yaml alone."""
     values = values_from_stack_file(stack_file(stack))
-    secrets = [key for key, value in values.items() if value == SECRET_PLACEHOLDER]
     os.environ[OFFLINE_ENV] = "1"
     os.environ.setdefault("SSH_AUTH_SOCK", DEPLOY_AGENT_SOCKET)
-    return run_program(stack, values, secret_keys=secrets)
+    return run_program(stack, values, secret_keys=secret_keys(values))
+
+
+def secret_keys(values: dict[str, Any]) -> list[str]:
+    """The keys the engine would mark secret: those whose value is, or holds, a secure value."""
+    return [key for key, value in values.items() if _holds_secret(value)]
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(item) for item in value)
+    return value == SECRET_PLACEHOLDER
 
 
 def render_stack(stack: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import yaml
 
 from ollama_gpu.config_loader import load_settings, values_from_stack_file
 from ollama_gpu.errors import ConfigError
-from ollama_gpu.stack_render import _format_run
+from ollama_gpu.stack_render import _format_run, secret_keys
 from tests.unit.conftest import (
     CONTAINER,
     HOST_ADDRESS,
@@ -186,3 +186,18 @@ def test_a_plain_key_beside_a_secret_one_in_the_stack_file_is_refused_by_the_pro
         path.unlink()
     assert "ollama-gpu:gateway.apiKeys[1] = [secret]: is stored in plain text" in message
     assert KEY_A not in message and KEY_B not in message
+
+
+def test_an_offline_plan_of_a_stack_file_with_secret_keys_renders_keys_no_one_knows(deploy, tmp_path):
+    """make plan cannot decrypt the keys; the Caddyfile it renders must still admit no guessable key."""
+    path = tmp_path / "Pulumi.team.yaml"
+    path.write_text(yaml.safe_dump({"config": {
+        "ollama-gpu:profile": "none", "ollama-gpu:gateway": {"enabled": True, "apiKeys": [{"secure": "v1:AAAA"}]},
+    }}))
+    values = values_from_stack_file(path)
+    assert secret_keys(values) == ["gateway"]
+    runs = [deploy("team", values, secret_keys=secret_keys(values)) for _ in range(2)]
+    keys = [[line for line in run.by_name("gateway-container").inputs["uploads"]["value"][0]["content"].splitlines()
+             if "Bearer " in line] for run in runs]
+    assert len(keys[0]) == 1 and keys[0] != keys[1]
+    assert "[secret]" not in keys[0][0]
