@@ -37,7 +37,7 @@ class GatewayConfig:
 
 
 def site_name_problem(name: str) -> str | None:
-    if _is_ip(name):
+    if is_ip_address(name):
         return None if "%" not in name else "is a scoped IPv6 address"
     return None if _DNS_NAME.fullmatch(name) else "is neither an IP address nor a DNS name"
 
@@ -61,7 +61,7 @@ def render_caddyfile(config: GatewayConfig) -> str:
     problems = [
         site_name_problem(config.site_name),
         None if 1 <= config.port <= 65535 else "port out of range",
-        None if _is_ip(config.bind_address) and "%" not in config.bind_address else "bind address is not an IP address",
+        None if is_ip_address(config.bind_address) and "%" not in config.bind_address else "bind address is not an IP address",
         None if _UPSTREAM.fullmatch(config.upstream) else "upstream is not http://IP:PORT",
         None if config.acme_email is None or not email_problem(config.acme_email) else "ACME e-mail is not an address",
     ]
@@ -70,6 +70,7 @@ def render_caddyfile(config: GatewayConfig) -> str:
     site = f"[{config.site_name}]" if ":" in config.site_name else config.site_name
     return _fill({
         "SITE_NAME": site,
+        "DEFAULT_SNI": config.site_name,
         "PORT": str(config.port),
         "BIND_ADDRESS": config.bind_address,
         "TLS_ISSUER": config.acme_email or INTERNAL_CA,
@@ -86,7 +87,7 @@ def _fill(params: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: params[match.group(1)], text)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -28,7 +28,7 @@ from ollama_gpu.names import (
     docker_name_problem, host_address_problem, image_is_pinned, image_reference_problem, ollama_full_name,
     ollama_name_problem, user_name_problem,
 )
-from ollama_gpu.gateway_config import api_key_problem, email_problem, site_name_problem
+from ollama_gpu.gateway_config import api_key_problem, email_problem, is_ip_address, site_name_problem
 from ollama_gpu.pins import CADDY_IMAGE, OLLAMA_IMAGE
 from ollama_gpu.ssh_keys import host_key_problem, looks_like_private_key
 
@@ -644,7 +644,7 @@ class GatewaySettings(_Section):
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and (site_name_problem(value) or _is_ip_address(value)):
+        if value is not None and (site_name_problem(value) or is_ip_address(value)):
             raise SettingProblem("", value, "is not a DNS name", "write the name that points at the host, e.g. llm.example.com")
         return value
 
@@ -682,14 +682,6 @@ class GatewaySettings(_Section):
             raise SettingProblem("acmeEmail", None, "is needed for the ACME certificate of gateway.domain",
                                  "set gateway.acmeEmail, or remove gateway.domain to use the internal CA")
         return self
-
-
-def _is_ip_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 Profile = Literal["a10", "v100", "none"]

@@ -79,3 +79,8 @@ def test_no_key_or_a_short_key_is_refused(keys: tuple[str, ...]) -> None:
 def test_a_port_out_of_range_is_refused(port: int) -> None:
     with pytest.raises(ValueError):
         render_caddyfile(_config(port=port))
+
+
+def test_an_ipv6_site_is_bracketed_in_the_address_but_not_as_the_default_server_name() -> None:
+    caddyfile = render_caddyfile(_config(site_name="2001:db8::10"))
+    assert "https://[2001:db8::10]:8443 {" in caddyfile and "default_sni 2001:db8::10\n" in caddyfile

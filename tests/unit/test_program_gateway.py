@@ -14,7 +14,6 @@ from ollama_gpu.config_loader import load_settings, values_from_stack_file
 from ollama_gpu.errors import ConfigError
 from ollama_gpu.stack_render import _format_run, secret_keys
 from tests.unit.conftest import (
-    CONTAINER,
     HOST_ADDRESS,
     REPO,
     LOCAL_COMMAND,
