@@ -3,13 +3,14 @@
 import pulumi
 
 from components.engine_stop import exit_quietly_when_stopped
+from components.gateway import Gateway
 from components.host_prep import HostPrep
 from components.model_alias import ModelAlias, create_request
 from components.ollama_server import OllamaServer, load_timeout_seconds
 from components.plan_verification import PlanVerification
 from components.transport import CommandTarget
 from components.validation import load_settings_or_fail, plan_or_fail
-from ollama_gpu.endpoints import api_url_on_host, client_endpoint, tunnel_command
+from ollama_gpu.endpoints import api_url_on_host, client_endpoint, gateway_url, tunnel_command
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
 from ollama_gpu.verification import expected_offload
@@ -40,6 +41,9 @@ model = ModelAlias(
 # 5. Compare what the server did with the plan.
 verification = PlanVerification("verification", settings, plan.to_dict() if plan else None, model.alias)
 
+# 6. Opt-in: the team endpoint, HTTPS with API keys in front of the loopback-only API.
+gateway = Gateway("gateway", settings, docker_engine, target, server=server.container) if settings.gateway.enabled else None
+
 pulumi.export("endpoint", client_endpoint(settings))
 pulumi.export("tunnel", tunnel_command(settings))
 pulumi.export("alias", settings.model.alias)
@@ -48,3 +52,5 @@ pulumi.export("alias_request", create_request(settings.model))
 pulumi.export("plan", plan.to_dict() if plan else None)
 pulumi.export("plan_table", format_plan_table(plan) if plan else "")
 pulumi.export("verification", verification.result)
+pulumi.export("gateway_url", gateway_url(settings))
+pulumi.export("gateway_ca_root", gateway.ca_root if gateway else "")

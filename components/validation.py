@@ -7,7 +7,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.engine_stop import ALREADY_REPORTED
-from ollama_gpu.config_loader import load_settings, values_from_engine_config
+from ollama_gpu.config_loader import load_settings, plaintext_secrets_in_stack_file, values_from_engine_config
 from ollama_gpu.errors import UserError
 from ollama_gpu.preflight import require_reachable_host
 from ollama_gpu.planner.plan import Plan
@@ -41,6 +41,7 @@ def load_settings_or_fail() -> Settings:
     secret_keys = {*runtime_config.get_config_secret_keys_env(), *filter(runtime_config.is_config_secret, engine_config)}
     stack = pulumi.get_stack()
     try:
+        plaintext_secrets_in_stack_file(stack)
         settings = load_settings(
             stack, values_from_engine_config(stack, engine_config, secret_keys), agent_socket=os.environ.get("SSH_AUTH_SOCK")
         )

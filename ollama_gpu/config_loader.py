@@ -15,16 +15,18 @@ from pydantic import BaseModel, ValidationError
 
 from ollama_gpu.errors import ConfigError
 from ollama_gpu.profiles import PROFILE_DEFAULTS, deep_merge
-from ollama_gpu.settings import HIDDEN, Profile, Settings, SettingProblem
+from ollama_gpu.settings import HIDDEN, UNDECRYPTED_SECRET, Profile, Settings, SettingProblem
 from ollama_gpu.ssh_keys import looks_like_private_key
 from ollama_gpu.stack_yaml import load_stack_document
 
 NAMESPACE = "ollama-gpu"
-SECRET_PLACEHOLDER = "[secret]"
+SECRET_PLACEHOLDER = UNDECRYPTED_SECRET
 # Config keys that must be Pulumi secrets; a plain value is replaced by this marker before anything
 # can print it, and refused.
 SECRET_KEYS = ("sshPrivateKey",)
 PLAINTEXT_SECRET = "[plain text: not shown]"
+# A list inside a section whose every item must be a secret (set with `--secret --path`).
+SECRET_LISTS = (("gateway", "apiKeys"),)
 # Pulumi's own rule for stack names (they also name files and cache folders here).
 _STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 # A message shows at most this much of a value: enough to recognise it, never a pasted file.
@@ -95,7 +97,8 @@ def values_from_engine_config(stack: str, config: dict[str, Any], secret_keys: I
         if key in SECRET_KEYS:
             values[key] = raw if full_key in secret else PLAINTEXT_SECRET
         else:
-            values[key] = _decode(raw)
+            # The engine marks a whole object secret when any value inside it is.
+            values[key] = _decode(raw) if full_key in secret else _plaintext_lists_marked(key, _decode(raw), lambda item: False)
     return values
 
 
@@ -116,8 +119,21 @@ def values_from_stack_file(path: Path) -> dict[str, Any]:
         if key in SECRET_KEYS and not (isinstance(raw, dict) and "secure" in raw):
             values[key] = PLAINTEXT_SECRET
         else:
-            values[key] = _mask_secrets(stack, full_key, raw)
+            values[key] = _mask_secrets(stack, full_key, _plaintext_lists_marked(key, raw, _is_secure))
     return values
+
+
+def _is_secure(raw: Any) -> bool:
+    return isinstance(raw, dict) and "secure" in raw
+
+
+def _plaintext_lists_marked(key: str, raw: Any, is_secret: Any) -> Any:
+    """`raw` with each item of a SECRET_LISTS list that is not a secret replaced by the plain-text
+    marker, before anything can print it."""
+    for section, name in SECRET_LISTS:
+        if key == section and isinstance(raw, dict) and isinstance(raw.get(name), list):
+            raw = {**raw, name: [item if is_secret(item) else PLAINTEXT_SECRET for item in raw[name]]}
+    return raw
 
 
 def _project_keys(stack: str, config: dict[str, Any]) -> Iterable[tuple[str, Any]]:
@@ -166,8 +182,31 @@ def _mask_secrets(stack: str, full_key: str, raw: Any) -> Any:
     return raw
 
 
-def _secret_problems(stack: str, values: dict[str, Any]) -> list[str]:
+def plaintext_secrets_in_stack_file(stack: str) -> None:
+    """The engine marks a whole object secret when any value in it is, so a key set without
+    --secret beside a secret one reaches the program looking secret; the stack file, when the
+    config comes from one, still tells them apart."""
+    path = REPO / f"Pulumi.{stack}.yaml"
+    if _STACK_NAME.fullmatch(stack) and path.exists():
+        problems = _secret_list_problems(stack, values_from_stack_file(path))
+        if problems:
+            raise ConfigError(_message(stack, problems))
+
+
+def _secret_list_problems(stack: str, values: dict[str, Any]) -> list[str]:
     problems = []
+    for section, name in SECRET_LISTS:
+        items = values.get(section, {}).get(name) if isinstance(values.get(section), dict) else None
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            if item == PLAINTEXT_SECRET:
+                path = f"{section}.{name}[{index}]"
+                problems.append(_line(path, HIDDEN_SECRET, "is stored in plain text, so the key is in the stack file and its history",
+                                      f"pulumi config set --secret --path '{path}' \"$(openssl rand -hex 32)\" -s {stack}, and revoke the old key"))
+    return problems
+
+
+def _secret_problems(stack: str, values: dict[str, Any]) -> list[str]:
+    problems = _secret_list_problems(stack, values)
     for key in SECRET_KEYS:
         if key not in values:
             continue

@@ -35,3 +35,17 @@ def tunnel_command(settings: Settings) -> str:
     # ExitOnForwardFailure: with the local port taken (a laptop's own Ollama), ssh stops instead of
     # leaving smoke and bench to talk to that other server.
     return f"ssh -N -o ExitOnForwardFailure=yes -L {port}:127.0.0.1:{port} -p {settings.host.port} -- {destination}"
+
+
+def gateway_site_name(settings: Settings) -> str:
+    """The name the gateway's certificate is for: its domain (ACME), else the host's address, or
+    loopback for a stack on this machine (internal CA)."""
+    return settings.gateway.domain or (settings.host.address if settings.host else "127.0.0.1")
+
+
+def gateway_url(settings: Settings) -> str:
+    """The team endpoint; empty when the stack runs no gateway."""
+    if not settings.gateway.enabled:
+        return ""
+    site = gateway_site_name(settings)
+    return f"https://{f'[{site}]' if ':' in site else site}:{settings.gateway.port}"

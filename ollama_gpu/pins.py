@@ -17,3 +17,4 @@ def read_pins() -> dict[str, str]:
 
 OLLAMA_VERSION = read_pins()["OLLAMA_VERSION"]
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
+CADDY_IMAGE = f"caddy:{read_pins()['CADDY_VERSION']}"

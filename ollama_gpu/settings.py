@@ -28,7 +28,8 @@ from ollama_gpu.names import (
     docker_name_problem, host_address_problem, image_is_pinned, image_reference_problem, ollama_full_name,
     ollama_name_problem, user_name_problem,
 )
-from ollama_gpu.pins import OLLAMA_IMAGE
+from ollama_gpu.gateway_config import api_key_problem, email_problem, is_ip_address, site_name_problem
+from ollama_gpu.pins import CADDY_IMAGE, OLLAMA_IMAGE
 from ollama_gpu.ssh_keys import host_key_problem, looks_like_private_key
 
 
@@ -40,6 +41,16 @@ class Hidden:
 
 
 HIDDEN = Hidden()
+# What offline reads of a stack file (make plan) see in place of a value they cannot decrypt.
+UNDECRYPTED_SECRET = "[secret]"
+
+
+class _NotShownKey:
+    def __repr__(self) -> str:
+        return "(an API key, not shown)"
+
+
+NOT_SHOWN_KEY = _NotShownKey()
 
 
 class SettingProblem(ValueError):
@@ -580,6 +591,99 @@ class ClientSettings(_Section):
     timeout_seconds: Int = Field(300, ge=10, le=86400, description="Your client's request timeout; sizes the prompt budget.")
 
 
+class GatewaySettings(_Section):
+    """The team endpoint: Caddy beside Ollama terminates HTTPS and admits only requests that carry
+    one of the API keys; Ollama stays on loopback. Off unless enabled."""
+
+    enabled: Bool = Field(False, description="Run the HTTPS gateway with API keys in front of the API.")
+    image: str = Field(CADDY_IMAGE, description="Caddy image with an explicit version tag (or digest).")
+    container_name: str = Field("ollama-gateway", description="The gateway container's name.")
+    data_volume: str = Field(
+        "ollama-gateway-data", description="Named volume at /data: the internal CA and certificates; kept on destroy.",
+    )
+    port: Int = Field(8443, ge=1, le=65535, description="HTTPS port clients connect to (443 with a domain).")
+    bind_address: str = Field("0.0.0.0", description="Host address the gateway listens on.")
+    domain: Optional[str] = Field(
+        None, description="DNS name pointing at the host: Caddy gets a certificate for it by ACME (ports 80 and "
+        "443 reachable from the internet; untested here). Absent: Caddy's internal CA, whose root the stack exports.",
+    )
+    acme_email: Optional[str] = Field(None, description="Contact address for the ACME account; required with a domain.")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, max_length=100,
+        description="Keys clients send as `Authorization: Bearer KEY`, each 32-128 of A-Z a-z 0-9 _ - "
+        "(`openssl rand -hex 32`); set each with `pulumi config set --secret --path 'gateway.apiKeys[N]'`.",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _pinned_image(cls, value: str) -> str:
+        problem = image_reference_problem(value) or (None if image_is_pinned(value) else "is not pinned to a version")
+        if problem:
+            raise SettingProblem("", value, problem, f"write a reference like {CADDY_IMAGE}")
+        return value
+
+    @field_validator("container_name", "data_volume")
+    @classmethod
+    def _docker_name(cls, value: str) -> str:
+        problem = docker_name_problem(value)
+        if problem:
+            raise SettingProblem("", value, problem, "write a name like ollama-gateway")
+        return value
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise SettingProblem("", value, "is not an IP address", "write 0.0.0.0 (all addresses) or one of the host's") from None
+        if "%" in value:
+            raise SettingProblem("", value, "is a scoped IPv6 address", "write 0.0.0.0 or one of the host's addresses")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (site_name_problem(value) or is_ip_address(value)):
+            raise SettingProblem("", value, "is not a DNS name", "write the name that points at the host, e.g. llm.example.com")
+        return value
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and email_problem(value):
+            raise SettingProblem("", value, email_problem(value), "write an address like ops@example.com")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        seen = set()
+        for index, key in enumerate(value):
+            text = key.get_secret_value()
+            if text == UNDECRYPTED_SECRET:
+                continue
+            problem = api_key_problem(text)
+            if problem:
+                raise SettingProblem(str(index), NOT_SHOWN_KEY, problem, "set a new key with `openssl rand -hex 32`")
+            if text in seen:
+                raise SettingProblem(str(index), NOT_SHOWN_KEY, "repeats an earlier key", "remove the duplicate")
+            seen.add(text)
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> "GatewaySettings":
+        if self.enabled and not self.api_keys:
+            raise SettingProblem(
+                "apiKeys", None, "is empty, so the gateway would admit no one",
+                "pulumi config set --secret --path 'gateway.apiKeys[0]' \"$(openssl rand -hex 32)\"",
+            )
+        if self.domain is not None and self.acme_email is None:
+            raise SettingProblem("acmeEmail", None, "is needed for the ACME certificate of gateway.domain",
+                                 "set gateway.acmeEmail, or remove gateway.domain to use the internal CA")
+        return self
+
+
 Profile = Literal["a10", "v100", "none"]
 
 
@@ -594,6 +698,7 @@ class Settings(_Section):
     host_prep: HostPrepSettings = Field(default_factory=HostPrepSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @property
     def has_gpu(self) -> bool:
@@ -619,4 +724,19 @@ class Settings(_Section):
                     f"hardware.{key}", value, "describes a GPU, but profile none runs on the CPU only",
                     "remove it, or choose a GPU profile (a10, v100)",
                 )
+        if self.gateway.enabled:
+            self._gateway_guards_the_only_way_in()
         return self
+
+    def _gateway_guards_the_only_way_in(self) -> None:
+        if not ipaddress.ip_address(self.server.bind_address).is_loopback:
+            raise SettingProblem(
+                "server.bindAddress", self.server.bind_address,
+                "publishes the API beyond this host, past the gateway's keys",
+                "keep server.bindAddress: 127.0.0.1 when gateway.enabled is true",
+            )
+        if self.gateway.port == self.server.port:
+            raise SettingProblem(
+                "gateway.port", self.gateway.port, "is also server.port; both listen on the host",
+                "choose another port, e.g. 8443",
+            )

@@ -26,7 +26,7 @@ KEY_INPUTS = {
     "pulumi:providers:docker": ["host", "sshOpts"],
     "docker:index/remoteImage:RemoteImage": ["name", "keepLocally"],
     "docker:index/volume:Volume": ["name"],
-    "docker:index/container:Container": ["name", "image", "ports", "volumes", "gpus", "restart", "init", "labels", "wait", "waitTimeout"],
+    "docker:index/container:Container": ["name", "image", "networkMode", "ports", "volumes", "uploads", "gpus", "restart", "init", "labels", "wait", "waitTimeout"],
     "command:remote:Command": ["connection", "triggers"],
     "command:local:Command": ["triggers"],
 }
@@ -35,10 +35,22 @@ KEY_INPUTS = {
 def run_stack_file(stack: str) -> ProgramRun:
     """The program as `pulumi up -s STACK` would run it, from Pulumi.<stack>.yaml alone."""
     values = values_from_stack_file(stack_file(stack))
-    secrets = [key for key, value in values.items() if value == SECRET_PLACEHOLDER]
     os.environ[OFFLINE_ENV] = "1"
     os.environ.setdefault("SSH_AUTH_SOCK", DEPLOY_AGENT_SOCKET)
-    return run_program(stack, values, secret_keys=secrets)
+    return run_program(stack, values, secret_keys=secret_keys(values))
+
+
+def secret_keys(values: dict[str, Any]) -> list[str]:
+    """The keys the engine would mark secret: those whose value is, or holds, a secure value."""
+    return [key for key, value in values.items() if _holds_secret(value)]
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(item) for item in value)
+    return value == SECRET_PLACEHOLDER
 
 
 def render_stack(stack: str) -> tuple[str, int]:
@@ -82,10 +94,11 @@ def _format_resource(resource: RecordedResource, by_urn: dict[str, RecordedResou
     for key in KEY_INPUTS.get(resource.type, []):
         if resource.inputs.get(key) not in (None, [], {}):
             lines.append(f"    {key}: {json.dumps(_show(resource.inputs[key]))}")
-    if resource.type == "docker:index/container:Container":
+    if resource.type == "docker:index/container:Container" and resource.inputs.get("envs"):
         lines.append("    env:")
-        lines += [f"      {entry}" for entry in resource.inputs.get("envs", [])]
-        check = resource.inputs.get("healthcheck", {})
+        lines += [f"      {entry}" for entry in resource.inputs["envs"]]
+    if resource.type == "docker:index/container:Container" and resource.inputs.get("healthcheck"):
+        check = resource.inputs["healthcheck"]
         lines.append(f"    healthcheck: every {check.get('interval')}, timeout {check.get('timeout')}, "
                      f"retries {check.get('retries')}; script:")
         lines += [f"      | {line}" for line in check.get("tests", ["", "", "", ""])[3].splitlines()]

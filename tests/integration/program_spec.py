@@ -9,9 +9,12 @@ input it does not know fails the test instead of being silently dropped.
 import json
 import shlex
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from pulumi.runtime import rpc
 
 from ollama_gpu.offline import ProgramRun, RecordedResource, run_program
 
@@ -19,6 +22,8 @@ CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 # Inputs the provider acts on itself rather than passing to the engine; the harness emulates them.
 PROVIDER_BEHAVIOUR = {"wait", "waitTimeout", "mustRun"}
+# Files the provider copies into the container between create and start (copy_uploads does it here).
+COPIED_AFTER_CREATE = {"uploads"}
 
 
 def render(stack: str, config: dict[str, Any], secret_keys: list[str] | None = None) -> ProgramRun:
@@ -42,6 +47,8 @@ def docker_create_args(container: RecordedResource, image: str) -> list[str]:
         args += ["--entrypoint", entrypoint[0]]
     for entry in inputs.pop("envs", []):
         args += ["--env", entry]
+    if network := inputs.pop("networkMode", None):
+        args += ["--network", network]
     for port in inputs.pop("ports", []):
         args += ["--publish", f"{port.get('ip', '0.0.0.0')}:{_int(port['external'])}:{_int(port['internal'])}"]
     for volume in inputs.pop("volumes", []):
@@ -70,10 +77,34 @@ def docker_create_args(container: RecordedResource, image: str) -> list[str]:
             "--health-retries", str(_int(check["retries"])),
             "--health-start-period", check["startPeriod"],
         ]  # fmt: skip
-    leftover = set(inputs) - PROVIDER_BEHAVIOUR
+    leftover = set(inputs) - PROVIDER_BEHAVIOUR - COPIED_AFTER_CREATE
     if leftover:
         raise AssertionError(f"container inputs the harness does not translate: {sorted(leftover)}")
     return [*args, image, *entrypoint[1:]]
+
+
+def revealed(value: Any) -> Any:
+    """A recorded input with the secret marking taken off, as the provider receives it."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return revealed(value["value"])
+    if isinstance(value, dict):
+        return {key: revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [revealed(item) for item in value]
+    return value
+
+
+def copy_uploads(container: RecordedResource) -> None:
+    """What the provider does with `uploads` after creating the container: each `content` becomes
+    the file at `file` inside it."""
+    for upload in revealed(container.inputs.get("uploads", [])):
+        leftover = set(upload) - {"file", "content"}
+        if leftover:
+            raise AssertionError(f"upload inputs the harness does not translate: {sorted(leftover)}")
+        with tempfile.NamedTemporaryFile("w", suffix=".upload") as source:
+            source.write(upload["content"])
+            source.flush()
+            subprocess.run(["docker", "cp", source.name, f"{container.inputs['name']}:{upload['file']}"], check=True, capture_output=True)
 
 
 @dataclass

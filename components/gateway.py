@@ -1,0 +1,85 @@
+"""The team endpoint (opt-in): Caddy beside Ollama terminates HTTPS and admits only requests that
+carry an API key; Ollama stays on loopback, reached by Caddy through the host's network.
+
+The Caddyfile holds the keys, so it travels as a secret upload; a rotated key replaces only this
+container. The CA Caddy creates lives in a kept volume, so the exported root survives rotations
+and re-creations of the container, and is read back by a host command after each start."""
+
+import secrets
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from components.ollama_server import LOG_OPTIONS, RETAIN_LABEL
+from components.transport import CommandTarget
+from ollama_gpu.endpoints import api_url_on_host, gateway_site_name
+from ollama_gpu.gateway_config import CA_ROOT_PATH, GatewayConfig, render_caddyfile
+from ollama_gpu.settings import UNDECRYPTED_SECRET, Settings
+
+CADDYFILE_PATH = "/etc/caddy/Caddyfile"
+DATA_PATH = "/data"
+# Caddy creates its CA within a second of starting; the rest is for a slow pull-free start on a busy host.
+CA_ROOT_WAIT_SECONDS = 120
+
+
+class Gateway(pulumi.ComponentResource):
+    container: docker.Container
+    ca_root: pulumi.Output[str]
+
+    def __init__(self, name: str, settings: Settings, provider: docker.Provider, target: CommandTarget, *,
+                 server: pulumi.Resource, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("ollama-gpu:index:Gateway", name, None, opts)
+        gateway = settings.gateway
+        on_host = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        image = docker.RemoteImage(f"{name}-image", name=gateway.image, keep_locally=True, opts=on_host)
+        volume = docker.Volume(
+            f"{name}-data", name=gateway.data_volume,
+            labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            name=gateway.container_name,
+            image=image.image_id,
+            # The host's network: Caddy reaches Ollama on the host's loopback, where Ollama alone listens.
+            network_mode="host",
+            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(caddyfile(settings)))],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_PATH)],
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
+            must_run=True,
+            # The name is fixed and the port is the host's, so the old container must go first.
+            opts=pulumi.ResourceOptions.merge(
+                on_host, pulumi.ResourceOptions(delete_before_replace=True, depends_on=[server]),
+            ),
+        )
+        if gateway.domain is None:
+            read_root = target.command(
+                f"{name}-ca-root", "host/gateway-ca-root.sh",
+                {"CONTAINER_NAME": gateway.container_name, "CA_ROOT_PATH": CA_ROOT_PATH, "WAIT_SECONDS": CA_ROOT_WAIT_SECONDS},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+                triggers=[self.container.id],
+            )
+            # A public certificate: stdout is plain even though the container it came from holds a secret.
+            self.ca_root = pulumi.Output.unsecret(read_root.stdout)
+        else:
+            self.ca_root = pulumi.Output.from_input("")
+        self.register_outputs({"container_id": self.container.id, "ca_root": self.ca_root})
+
+
+def caddyfile(settings: Settings) -> str:
+    gateway = settings.gateway
+    return render_caddyfile(GatewayConfig(
+        site_name=gateway_site_name(settings), port=gateway.port, bind_address=gateway.bind_address,
+        upstream=api_url_on_host(settings), api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
+        acme_email=gateway.acme_email,
+    ))
+
+
+def _key_text(key: str) -> str:
+    """An offline read of the stack file (make plan) cannot decrypt keys: each stands in as a fresh
+    random key, so the file renders, and were it ever deployed it would admit no one."""
+    return secrets.token_hex(32) if key == UNDECRYPTED_SECRET else key

@@ -1,0 +1,95 @@
+"""The gateway's Caddyfile, rendered from ollama_gpu/templates/Caddyfile with explicit parameters.
+
+Settings already refuse bad values with a message a user can act on; this module checks every
+parameter again against a grammar that holds no Caddyfile syntax, so the rendered file can only
+ever be the template's structure, whatever reaches it. Nothing here imports Pulumi.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "Caddyfile"
+_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+
+# An API key: what `openssl rand -hex 32` or `secrets.token_urlsafe(32)` print. No character of it
+# means anything to Caddy or to an HTTP header, and 32 characters are at least 128 bits.
+API_KEY = re.compile(r"[A-Za-z0-9_-]{32,128}", re.ASCII)
+_DNS_NAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}", re.ASCII)
+_UPSTREAM = re.compile(r"http://(127\.[0-9.]+|\[::1\]|[0-9.]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}", re.ASCII)
+# Where Caddy (official image: XDG_DATA_HOME=/data) keeps the internal CA it creates at first start.
+CA_ROOT_PATH = "/data/caddy/pki/authorities/local/root.crt"
+INTERNAL_CA = "internal"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """`site_name` is the name clients dial (certificate name); `acme_email` None = internal CA."""
+
+    site_name: str
+    port: int
+    bind_address: str
+    upstream: str
+    api_keys: tuple[str, ...]
+    acme_email: str | None = None
+
+
+def site_name_problem(name: str) -> str | None:
+    if is_ip_address(name):
+        return None if "%" not in name else "is a scoped IPv6 address"
+    return None if _DNS_NAME.fullmatch(name) else "is neither an IP address nor a DNS name"
+
+
+def api_key_problem(key: str) -> str | None:
+    if API_KEY.fullmatch(key):
+        return None
+    return "is not 32–128 characters of A-Z a-z 0-9 _ -"
+
+
+def email_problem(address: str) -> str | None:
+    return None if _EMAIL.fullmatch(address) else "is not an e-mail address"
+
+
+def render_caddyfile(config: GatewayConfig) -> str:
+    if not config.api_keys:
+        raise ValueError("the gateway needs at least one API key")
+    for key in config.api_keys:
+        if api_key_problem(key):
+            raise ValueError("an API key is not 32-128 characters of A-Z a-z 0-9 _ -")
+    problems = [
+        site_name_problem(config.site_name),
+        None if 1 <= config.port <= 65535 else "port out of range",
+        None if is_ip_address(config.bind_address) and "%" not in config.bind_address else "bind address is not an IP address",
+        None if _UPSTREAM.fullmatch(config.upstream) else "upstream is not http://IP:PORT",
+        None if config.acme_email is None or not email_problem(config.acme_email) else "ACME e-mail is not an address",
+    ]
+    if any(problems):
+        raise ValueError("; ".join(p for p in problems if p))
+    site = f"[{config.site_name}]" if ":" in config.site_name else config.site_name
+    return _fill({
+        "SITE_NAME": site,
+        "DEFAULT_SNI": config.site_name,
+        "PORT": str(config.port),
+        "BIND_ADDRESS": config.bind_address,
+        "TLS_ISSUER": config.acme_email or INTERNAL_CA,
+        "UPSTREAM": config.upstream,
+        "AUTHORIZED_HEADER_LINES": "\n".join(f'\t\theader Authorization "Bearer {key}"' for key in config.api_keys),
+    })
+
+
+def _fill(params: dict[str, str]) -> str:
+    text = TEMPLATE.read_text()
+    declared = set(_PLACEHOLDER.findall(text))
+    if declared != set(params):
+        raise ValueError(f"the Caddyfile template declares {sorted(declared)} but was given {sorted(params)}")
+    return _PLACEHOLDER.sub(lambda match: params[match.group(1)], text)
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,191 @@
+"""The team endpoint against real parts: the gateway container the program registers for a local
+stack (Caddy 2.6.2 from Debian's package, in the stand-in for the official caddy image, with the
+Caddyfile upload and data volume of the registered inputs), in front of a real Ollama server of
+the pinned version on loopback, with the CA root read by the registered command.
+
+Clients are the official `ollama` client and plain HTTPS calls to the OpenAI-compatible /v1 API,
+both verifying TLS against the exported root only. Ollama's debug log has one [GIN] line per
+request it answers, so "never reaches Ollama" is counted there.
+"""
+
+import json
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from ollama_gpu.offline import ProgramRun
+from tests.integration import harness
+from tests.integration.native_server import NativeOllama, native_ollama  # noqa: F401 (the fixture)
+from tests.integration.program_spec import copy_uploads, docker_create_args, render
+
+pytestmark = pytest.mark.integration
+
+KEY_A = "a" * 16 + "A1_-" * 4 + "0123456789abcdef"
+KEY_B = "ZyXw" * 10
+WRONG_KEY = "w" * 40
+SITE = "127.0.0.1"
+
+
+@dataclass
+class Gateway:
+    url: str
+    ca_file: Path
+    ca_root: str
+    container: str
+    volume: str
+    image: str
+    port: int
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+def _program(server: NativeOllama, port: int, suffix: str, keys: tuple[str, ...]) -> ProgramRun:
+    """The local stack with the gateway on, its upstream the native server's loopback port."""
+    config = {
+        "profile": "none",
+        "server": {"port": urlsplit(server.url).port},
+        "gateway": {
+            "enabled": True, "port": port, "bindAddress": SITE, "apiKeys": list(keys),
+            "containerName": f"{harness.RESOURCE_PREFIX}-gateway-{suffix}",
+            "dataVolume": f"{harness.RESOURCE_PREFIX}-gateway-data-{suffix}",
+        },
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OLLAMA_GPU_OFFLINE", "1")
+        patch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
+        return render("local", config, secret_keys=["gateway"])
+
+
+def _start(run: ProgramRun, image: str) -> str:
+    """Creates the registered gateway container as the provider does and runs the registered
+    command that reads the CA root; returns what that command printed (the exported root)."""
+    container = run.by_name("gateway-container")
+    subprocess.run(["docker", "create", *docker_create_args(container, image)], check=True, capture_output=True)
+    copy_uploads(container)
+    subprocess.run(["docker", "start", container.inputs["name"]], check=True, capture_output=True)
+    read_root = run.by_name("gateway-ca-root").inputs
+    result = subprocess.run(["/bin/sh", "-c", read_root["create"]], input=read_root["stdin"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def gateway(native_ollama: NativeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: F811
+    harness.require(harness.docker_answers(), "no Docker daemon answers (scripts/dev/install-prerequisites.sh sets one up)")
+    image = harness.run_dev_script("build-gateway-image.sh")
+    port, suffix = harness.free_port(), uuid.uuid4().hex[:8]
+    run = _program(native_ollama, port, suffix, (KEY_A, KEY_B))
+    container, volume = run.by_name("gateway-container").inputs["name"], run.by_name("gateway-data").inputs["name"]
+    try:
+        root = _start(run, image)
+        ca_file = tmp_path_factory.mktemp("gateway") / "ca-root.crt"
+        ca_file.write_text(root)
+        assert run.outputs["gateway_url"] == f"https://{SITE}:{port}"
+        yield Gateway(run.outputs["gateway_url"], ca_file, root, container, volume, image, port)
+    finally:
+        harness.remove_containers([container])
+        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True, check=False)
+
+
+def _requests_seen(server: NativeOllama) -> int:
+    return server.log_path.read_text(errors="replace").count("[GIN]")
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_ollama_client_streams_a_chat_through_the_gateway_with_a_key(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    client = ollama.Client(host=gateway.url, headers=_bearer(KEY_A), verify=gateway.tls())
+    assert native_ollama.alias in [model.model for model in client.list().models]
+    chunks = list(client.chat(model=native_ollama.alias, messages=[{"role": "user", "content": "hi"}],
+                              stream=True, options={"num_predict": 8}))
+    assert len(chunks) > 1, "a streamed answer arrives in several chunks"
+    assert chunks[-1].done
+
+
+def test_openai_compatible_api_streams_server_sent_events_with_the_second_key(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    with httpx.Client(base_url=f"{gateway.url}/v1", headers=_bearer(KEY_B), verify=gateway.tls()) as client:
+        models = client.get("/models")
+        assert models.status_code == 200
+        assert native_ollama.alias in [model["id"] for model in models.json()["data"]]
+        request = {"model": native_ollama.alias, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8}
+        with client.stream("POST", "/chat/completions", json=request) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len(chunks) > 1 and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+
+
+def test_openai_client_streams_a_chat_completion_and_a_wrong_key_is_an_authentication_error(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    def client(key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0,
+                             http_client=httpx.Client(verify=gateway.tls()))
+
+    stream = client(KEY_A).chat.completions.create(
+        model=native_ollama.alias, messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8,
+    )
+    chunks = list(stream)
+    assert len(chunks) > 1 and chunks[-1].choices[0].finish_reason is not None
+    before = _requests_seen(native_ollama)
+    with pytest.raises(openai.AuthenticationError):
+        client(WRONG_KEY).models.list()
+    assert _requests_seen(native_ollama) == before
+
+
+@pytest.mark.parametrize("headers", [
+    {}, _bearer(WRONG_KEY), {"Authorization": KEY_A}, {"Authorization": f"Basic {KEY_A}"},
+    _bearer(KEY_A + "x"), _bearer(KEY_A[:-1]), {"X-Api-Key": KEY_A},
+], ids=["missing", "wrong", "no-scheme", "basic-scheme", "longer", "shorter", "other-header"])
+def test_a_request_without_a_valid_key_gets_401_and_never_reaches_ollama(gateway: Gateway, native_ollama: NativeOllama, headers: dict[str, str]) -> None:  # noqa: F811
+    before = _requests_seen(native_ollama)
+    with httpx.Client(base_url=gateway.url, headers=headers, verify=gateway.tls()) as client:
+        for method, path in (("GET", "/api/tags"), ("POST", "/api/chat"), ("POST", "/v1/chat/completions"), ("GET", "/")):
+            assert client.request(method, path, json={"model": native_ollama.alias}).status_code == 401
+    assert _requests_seen(native_ollama) == before
+
+
+def test_plain_http_to_the_gateway_port_is_refused(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    before = _requests_seen(native_ollama)
+    response = httpx.get(f"http://{SITE}:{gateway.port}/api/tags", headers=_bearer(KEY_A))
+    assert response.status_code == 400
+    assert _requests_seen(native_ollama) == before
+
+
+def test_the_gateway_certificate_is_not_trusted_without_the_exported_root(gateway: Gateway) -> None:
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"{gateway.url}/api/version", headers=_bearer(KEY_A))
+
+
+def test_a_revoked_key_gets_401_after_rotation_and_the_ca_root_stays(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    """Rotation as `pulumi up` applies it: the program with one key fewer, its gateway container
+    replaced on the same data volume; Ollama is not touched. Runs last in this module."""
+    suffix = gateway.container.rsplit("-", 1)[1]
+    run = _program(native_ollama, gateway.port, suffix, (KEY_A,))
+    harness.remove_containers([gateway.container])
+    assert _start(run, gateway.image) == gateway.ca_root
+    with httpx.Client(base_url=gateway.url, verify=gateway.tls()) as client:
+        for _ in range(100):  # the new container may still be binding its port
+            try:
+                client.get("/api/version", headers=_bearer(KEY_A))
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        before = _requests_seen(native_ollama)
+        assert client.get("/api/tags", headers=_bearer(KEY_B)).status_code == 401
+        assert _requests_seen(native_ollama) == before
+        assert client.get("/api/tags", headers=_bearer(KEY_A)).status_code == 200
