@@ -330,6 +330,30 @@ class SelfHealSettings(_Section):
     )
 
 
+def _pinned_image(value: str, example: str) -> str:
+    problem = image_reference_problem(value) or (None if image_is_pinned(value) else "is not pinned to a version")
+    if problem:
+        raise SettingProblem("", value, problem, f"write a reference with a version tag, like {example}")
+    return value
+
+
+def _docker_name(value: str, example: str) -> str:
+    problem = docker_name_problem(value)
+    if problem:
+        raise SettingProblem("", value, problem, f"write a name like {example}")
+    return value
+
+
+def _bind_address(value: str, fix: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SettingProblem("", value, "is not an IP address", fix) from None
+    if "%" in value:
+        raise SettingProblem("", value, "is a scoped IPv6 address", fix)
+    return value
+
+
 class ServerSettings(_Section):
     image: str = Field(OLLAMA_IMAGE, description="Ollama image with an explicit version tag (or digest).")
     container_name: str = Field("ollama", description="Container name (Docker's rule: 2+ of letters, digits, _ . -).")
@@ -350,33 +374,17 @@ class ServerSettings(_Section):
     @field_validator("image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
-        problem = image_reference_problem(value)
-        if problem:
-            raise SettingProblem("", value, problem, f"write a reference like {OLLAMA_IMAGE}")
-        if not image_is_pinned(value):
-            raise SettingProblem(
-                "", value, "is not pinned to a version", f"use a version tag, e.g. {OLLAMA_IMAGE}"
-            )
-        return value
+        return _pinned_image(value, OLLAMA_IMAGE)
 
     @field_validator("container_name", "models_volume")
     @classmethod
     def _docker_name(cls, value: str) -> str:
-        problem = docker_name_problem(value)
-        if problem:
-            raise SettingProblem("", value, problem, "write a name like ollama or ollama-models")
-        return value
+        return _docker_name(value, "ollama or ollama-models")
 
     @field_validator("bind_address")
     @classmethod
     def _ip_address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise SettingProblem("", value, "is not an IP address", "use 127.0.0.1 and reach the API through the SSH tunnel") from None
-        if "%" in value:
-            raise SettingProblem("", value, "is a scoped IPv6 address", "use 127.0.0.1 and reach the API through the SSH tunnel")
-        return value
+        return _bind_address(value, "use 127.0.0.1 and reach the API through the SSH tunnel")
 
     @model_validator(mode="after")
     def _exposure_needs_opt_in(self) -> "ServerSettings":
@@ -617,29 +625,17 @@ class GatewaySettings(_Section):
     @field_validator("image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
-        problem = image_reference_problem(value) or (None if image_is_pinned(value) else "is not pinned to a version")
-        if problem:
-            raise SettingProblem("", value, problem, f"write a reference like {CADDY_IMAGE}")
-        return value
+        return _pinned_image(value, CADDY_IMAGE)
 
     @field_validator("container_name", "data_volume")
     @classmethod
     def _docker_name(cls, value: str) -> str:
-        problem = docker_name_problem(value)
-        if problem:
-            raise SettingProblem("", value, problem, "write a name like ollama-gateway")
-        return value
+        return _docker_name(value, "ollama-gateway")
 
     @field_validator("bind_address")
     @classmethod
     def _ip_address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise SettingProblem("", value, "is not an IP address", "write 0.0.0.0 (all addresses) or one of the host's") from None
-        if "%" in value:
-            raise SettingProblem("", value, "is a scoped IPv6 address", "write 0.0.0.0 or one of the host's addresses")
-        return value
+        return _bind_address(value, "write 0.0.0.0 (all addresses) or one of the host's")
 
     @field_validator("domain")
     @classmethod
