@@ -10,7 +10,7 @@ from components.ollama_server import OllamaServer, load_timeout_seconds
 from components.plan_verification import PlanVerification
 from components.transport import CommandTarget
 from components.validation import load_settings_or_fail, plan_or_fail
-from ollama_gpu.endpoints import api_url_on_host, client_endpoint, gateway_url, tunnel_command
+from ollama_gpu.endpoints import api_url_on_host, client_endpoint, gateway_site_name, gateway_url, tunnel_command
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
 from ollama_gpu.verification import expected_offload
@@ -42,7 +42,10 @@ model = ModelAlias(
 verification = PlanVerification("verification", settings, plan.to_dict() if plan else None, model.alias)
 
 # 6. Opt-in: the team endpoint, HTTPS with API keys in front of the loopback-only API.
-gateway = Gateway("gateway", settings, docker_engine, target, server=server.container) if settings.gateway.enabled else None
+gateway = Gateway(
+    "gateway", settings.gateway, docker_engine, target, site_name=gateway_site_name(settings),
+    upstream=api_url_on_host(settings), server=server.container,
+) if settings.gateway.enabled else None
 
 pulumi.export("endpoint", client_endpoint(settings))
 pulumi.export("tunnel", tunnel_command(settings))

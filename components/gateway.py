@@ -11,11 +11,10 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.ollama_server import LOG_OPTIONS, RETAIN_LABEL
+from components.ollama_server import LOG_OPTIONS, retained_volume
 from components.transport import CommandTarget
-from ollama_gpu.endpoints import api_url_on_host, gateway_site_name
 from ollama_gpu.gateway_config import CA_ROOT_PATH, GatewayConfig, render_caddyfile
-from ollama_gpu.settings import UNDECRYPTED_SECRET, Settings
+from ollama_gpu.settings import UNDECRYPTED_SECRET, GatewaySettings
 
 CADDYFILE_PATH = "/etc/caddy/Caddyfile"
 DATA_PATH = "/data"
@@ -27,25 +26,20 @@ class Gateway(pulumi.ComponentResource):
     container: docker.Container
     ca_root: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: Settings, provider: docker.Provider, target: CommandTarget, *,
-                 server: pulumi.Resource, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, gateway: GatewaySettings, provider: docker.Provider, target: CommandTarget, *,
+                 site_name: str, upstream: str, server: pulumi.Resource, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ollama-gpu:index:Gateway", name, None, opts)
-        gateway = settings.gateway
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
         image = docker.RemoteImage(f"{name}-image", name=gateway.image, keep_locally=True, opts=on_host)
-        volume = docker.Volume(
-            f"{name}-data", name=gateway.data_volume,
-            labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
-        )
+        volume = retained_volume(f"{name}-data", gateway.data_volume, on_host)
         self.container = docker.Container(
             f"{name}-container",
             name=gateway.container_name,
             image=image.image_id,
             # The host's network: Caddy reaches Ollama on the host's loopback, where Ollama alone listens.
             network_mode="host",
-            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(caddyfile(settings)))],
+            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(caddyfile(gateway, site_name, upstream)))],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_PATH)],
             restart="unless-stopped",
             log_driver="json-file",
@@ -70,11 +64,10 @@ class Gateway(pulumi.ComponentResource):
         self.register_outputs({"container_id": self.container.id, "ca_root": self.ca_root})
 
 
-def caddyfile(settings: Settings) -> str:
-    gateway = settings.gateway
+def caddyfile(gateway: GatewaySettings, site_name: str, upstream: str) -> str:
     return render_caddyfile(GatewayConfig(
-        site_name=gateway_site_name(settings), port=gateway.port, bind_address=gateway.bind_address,
-        upstream=api_url_on_host(settings), api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
+        site_name=site_name, port=gateway.port, bind_address=gateway.bind_address,
+        upstream=upstream, api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
         acme_email=gateway.acme_email,
     ))
 

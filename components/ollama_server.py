@@ -27,13 +27,8 @@ class OllamaServer(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
         image = docker.RemoteImage(f"{name}-image", name=server.image, keep_locally=True, opts=on_host)
-        # Retained on delete: a destroy must not throw away 32 GB of pulled weights. The label
-        # states it for the policy pack, which cannot see resource options.
-        volume = docker.Volume(
-            f"{name}-models", name=server.models_volume,
-            labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
-        )
+        # A destroy must not throw away 32 GB of pulled weights.
+        volume = retained_volume(f"{name}-models", server.models_volume, on_host)
         heal = server.self_heal
         self.container = docker.Container(
             f"{name}-container",
@@ -72,6 +67,16 @@ class OllamaServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         self.register_outputs({"container_id": self.container.id})
+
+
+def retained_volume(resource_name: str, volume_name: str, opts: pulumi.ResourceOptions) -> docker.Volume:
+    """A named volume that outlives `pulumi destroy`; the label states it for the policy pack, which
+    cannot see resource options."""
+    return docker.Volume(
+        resource_name, name=volume_name,
+        labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+    )
 
 
 def load_timeout_seconds(server: ServerSettings) -> int:

@@ -26,4 +26,6 @@ def docker_ssh_options(host: HostSettings) -> list[str]:
 
 
 def docker_host_url(host: HostSettings) -> str:
-    return f"ssh://{host.user}@{host.address}:{host.port}"
+    # An IPv6 literal needs brackets in a URL, or its colons read as the port.
+    address = f"[{host.address}]" if ":" in host.address else host.address
+    return f"ssh://{host.user}@{address}:{host.port}"

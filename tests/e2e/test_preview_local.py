@@ -66,7 +66,7 @@ def test_the_policy_pack_stops_a_program_whose_volume_would_be_lost(local_stack:
     would leave it: the pack must fail the preview, as CI's preview would."""
     program, env = local_stack
     server = program / "components" / "ollama_server.py"
-    labelled = "labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value=\"true\")],"
+    labelled = "labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value=\"true\")],"  # in retained_volume
     assert labelled in server.read_text()
     server.write_text(server.read_text().replace(labelled, ""))
 

@@ -339,6 +339,14 @@ def _known_hosts_lines(options: list[str], looked_up: str) -> str:
     return result.stdout
 
 
+@pytest.mark.parametrize("address, url", [("2001:db8::10", "ssh://ubuntu@[2001:db8::10]:22"),
+                                          ("gpu-vm.example.com", "ssh://ubuntu@gpu-vm.example.com:22")])
+def test_docker_host_url_brackets_an_ipv6_address(deploy, address, url):
+    """Docker parses the host as a URL: an unbracketed IPv6 literal's colons would read as a port."""
+    run = deploy("a10", remote_config("a10", address=address))
+    assert run.by_name("docker").inputs["host"] == url
+
+
 @pytest.mark.parametrize("port, looked_up", [(22, HOST_ADDRESS), (2222, f"[{HOST_ADDRESS}]:2222")])
 def test_docker_over_ssh_trusts_exactly_the_pinned_host_key(deploy, port, looked_up, tmp_path):
     run = deploy("a10", remote_config("a10", port=port))
