@@ -28,6 +28,7 @@ class HostPrep(pulumi.ComponentResource):
                 "INSTALL_DOCKER": prep.install_docker,
                 "DOCKER_USER": target.host.user,
                 "REGISTRY_MIRROR": prep.docker_registry_mirror or "",
+                "INSECURE_REGISTRIES": " ".join(prep.docker_insecure_registries),
             }),
         ]
         if gpu:

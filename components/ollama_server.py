@@ -11,6 +11,7 @@ from ollama_gpu.settings import ServerSettings, duration_seconds
 from ollama_gpu.shell import render_script
 
 MODELS_PATH = "/root/.ollama"
+COMPONENT_TYPE = "ollama-gpu:index:OllamaServer"
 API_PORT_IN_CONTAINER = 11434
 PUBLIC_BIND_LABEL = "ollama-gpu.allow-public-bind"
 RETAIN_LABEL = "ollama-gpu.retain-on-delete"
@@ -22,13 +23,13 @@ class OllamaServer(pulumi.ComponentResource):
     container: docker.Container
 
     def __init__(self, name: str, server: ServerSettings, provider: docker.Provider, *, gpu: bool, warm_model: str,
+                 volume: docker.Volume, replaces: Optional[pulumi.Alias] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("ollama-gpu:index:OllamaServer", name, None, opts)
+        """`replaces`: the other engine's container, which this one takes over (see engine_switch)."""
+        super().__init__(COMPONENT_TYPE, name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
         image = docker.RemoteImage(f"{name}-image", name=server.image, keep_locally=True, opts=on_host)
-        # A destroy must not throw away 32 GB of pulled weights.
-        volume = retained_volume(f"{name}-models", server.models_volume, on_host)
         heal = server.self_heal
         self.container = docker.Container(
             f"{name}-container",
@@ -64,14 +65,16 @@ class OllamaServer(pulumi.ComponentResource):
             must_run=True,
             labels=[docker.ContainerLabelArgs(label=PUBLIC_BIND_LABEL, value="true")] if server.allow_public_bind else None,
             # The name and host port are fixed, so the old container must go before the new one starts.
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
+                delete_before_replace=True, aliases=[replaces] if replaces else None,
+            )),
         )
         self.register_outputs({"container_id": self.container.id})
 
 
 def retained_volume(resource_name: str, volume_name: str, opts: pulumi.ResourceOptions) -> docker.Volume:
-    """A named volume that outlives `pulumi destroy`; the label states it for the policy pack, which
-    cannot see resource options."""
+    """A named volume that outlives `pulumi destroy` (a destroy must not throw away 32 GB of pulled
+    weights); the label states it for the policy pack, which cannot see resource options."""
     return docker.Volume(
         resource_name, name=volume_name,
         labels=[docker.VolumeLabelArgs(label=RETAIN_LABEL, value="true")],

@@ -5,13 +5,15 @@ from typing import Any, Optional
 import pulumi
 
 from components.transport import HostCommand
+from ollama_gpu.llama_verification import verify_llama_server
 from ollama_gpu.settings import Settings
 from ollama_gpu.verification import verify_deployment
 
 
 class PlanVerification(pulumi.ComponentResource):
-    """Reads the report the alias step printed (/api/ps, /api/show, the server's placement log) and
-    exports planned vs actual. Mismatches are warnings in `pulumi up`'s log."""
+    """Reads the report the alias step printed (/api/ps, /api/show, the server's placement log), or
+    for llama-server the report step's (/props, the server's buffer-size lines), and exports
+    planned vs actual. Mismatches are warnings in `pulumi up`'s log."""
 
     result: pulumi.Output
 
@@ -25,9 +27,14 @@ class PlanVerification(pulumi.ComponentResource):
 def judge(settings: Settings, plan: Optional[dict[str, Any]], text: str,
           resource: Optional[pulumi.Resource] = None) -> dict[str, Any]:
     """The `verification` output; its warnings go to `pulumi up`'s log."""
-    verification = verify_deployment(settings, plan, text)
-    if verification is None:
-        return {"status": "no plan for this model" if plan is None else "not run yet"}
+    if settings.uses_llama_server:
+        verification = verify_llama_server(settings, text)
+        if verification is None:
+            return {"status": "not run yet"}
+    else:
+        verification = verify_deployment(settings, plan, text)
+        if verification is None:
+            return {"status": "no plan for this model" if plan is None else "not run yet"}
     for warning in verification.warnings:
         pulumi.log.warn(f"plan vs server: {warning}", resource=resource)
     return verification.to_dict()

@@ -18,3 +18,5 @@ def read_pins() -> dict[str, str]:
 OLLAMA_VERSION = read_pins()["OLLAMA_VERSION"]
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
 CADDY_IMAGE = f"caddy:{read_pins()['CADDY_VERSION']}"
+# llama.cpp's official CUDA server image of the pinned build (server.engine: llama-server).
+LLAMA_SERVER_IMAGE = f"ghcr.io/ggml-org/llama.cpp:server-cuda-b{read_pins()['LLAMA_CPP_BUILD']}"

@@ -29,7 +29,7 @@ from ollama_gpu.names import (
     ollama_name_problem, user_name_problem,
 )
 from ollama_gpu.gateway_config import api_key_problem, email_problem, is_ip_address, site_name_problem
-from ollama_gpu.pins import CADDY_IMAGE, OLLAMA_IMAGE
+from ollama_gpu.pins import CADDY_IMAGE, LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
 from ollama_gpu.ssh_keys import host_key_problem, looks_like_private_key
 
 
@@ -354,7 +354,14 @@ def _bind_address(value: str, fix: str) -> str:
     return value
 
 
+Engine = Literal["ollama", "llama-server"]
+
+
 class ServerSettings(_Section):
+    engine: Engine = Field(
+        "ollama", description="The inference server: ollama, or llama-server (llama.cpp's own server, configured "
+        "under llamaServer; OpenAI API only). Switching replaces the container and keeps the models volume.",
+    )
     image: str = Field(OLLAMA_IMAGE, description="Ollama image with an explicit version tag (or digest).")
     container_name: str = Field("ollama", description="Container name (Docker's rule: 2+ of letters, digits, _ . -).")
     bind_address: str = Field("127.0.0.1", description="Host address the API port is published on.")
@@ -364,8 +371,10 @@ class ServerSettings(_Section):
     allow_wildcard_origins: Bool = Field(
         False, description="Required for server.env.origins entries that admit any site ('*', 'http://*')."
     )
-    port: Int = Field(11434, ge=1, le=65535, description="Host port for the API.")
-    models_volume: str = Field("ollama", description="Named volume at /root/.ollama; kept on destroy.")
+    port: Int = Field(11434, ge=1, le=65535, description="Host port for the API (either engine).")
+    models_volume: str = Field(
+        "ollama", description="Named volume at /root/.ollama (Ollama's model store, which llama-server reads too); kept on destroy.",
+    )
     restart: Literal["unless-stopped", "always"] = Field("unless-stopped", description="Docker restart policy.")
     startup_timeout_seconds: Int = Field(300, ge=10, le=7200, description="How long to wait for a healthy container.")
     self_heal: SelfHealSettings = Field(default_factory=SelfHealSettings)
@@ -399,6 +408,46 @@ class ServerSettings(_Section):
                 "env.origins", self.env.origins, "lets any web page drive the API, which has no authentication",
                 "list the exact origins of your clients, or set server.allowWildcardOrigins: true",
             )
+        return self
+
+
+class LlamaServerSettings(_Section):
+    """llama.cpp's llama-server, used when server.engine is llama-server. It serves the same GGUF
+    Ollama would pull, with the stack's context, KV cache type, flash attention, parallel slots and
+    model parameters; bind address, port, models volume, restart policy and self-healing are the
+    server section's."""
+
+    image: str = Field(
+        LLAMA_SERVER_IMAGE, description="llama.cpp server image pinned to a build number (the CUDA image for a GPU profile).",
+    )
+    container_name: str = Field("llama-server", description="The llama-server container's name.")
+    placement: Literal["fit", "nCpuMoe"] = Field(
+        "fit", description="fit: llama.cpp fits the model to the free VRAM, keeping server.env.gpuOverhead free "
+        "(--fit-target); nCpuMoe: the expert weights of the first llamaServer.nCpuMoe layers stay on the CPU, "
+        "everything else on the GPU (--n-cpu-moe).",
+    )
+    n_cpu_moe: Optional[Int] = Field(
+        None, ge=0, le=INT32_MAX, description="Layers whose MoE expert weights stay in host RAM (placement: nCpuMoe only).",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _pinned_image(cls, value: str) -> str:
+        return _pinned_image(value, LLAMA_SERVER_IMAGE)
+
+    @field_validator("container_name")
+    @classmethod
+    def _docker_name(cls, value: str) -> str:
+        return _docker_name(value, "llama-server")
+
+    @model_validator(mode="after")
+    def _placement_complete(self) -> "LlamaServerSettings":
+        if self.placement == "nCpuMoe" and self.n_cpu_moe is None:
+            raise SettingProblem("nCpuMoe", None, "is needed for placement: nCpuMoe",
+                                 "set llamaServer.nCpuMoe to the number of layers whose experts stay on the CPU, or placement: fit")
+        if self.placement == "fit" and self.n_cpu_moe is not None:
+            raise SettingProblem("nCpuMoe", self.n_cpu_moe, "does nothing with placement: fit (llama.cpp chooses)",
+                                 "set llamaServer.placement: nCpuMoe to use it, or remove it")
         return self
 
 
@@ -576,6 +625,11 @@ class HostPrepSettings(_Section):
         None, description="Docker Hub mirror for the VM's engine (daemon.json registry-mirrors), e.g. for air-gapped VMs; "
         "an http:// mirror is also marked insecure.",
     )
+    docker_insecure_registries: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="Registries (host:port) the VM's engine may pull images from over plain HTTP, e.g. a private "
+        "registry holding llamaServer.image on an air-gapped network (daemon.json insecure-registries).",
+    )
     apt_lock_timeout_seconds: Int = Field(
         600, ge=0, le=7200,
         description="How long apt waits for a lock held by another apt (unattended-upgrades on a fresh VM).",
@@ -588,6 +642,22 @@ class HostPrepSettings(_Section):
         if problem:
             raise SettingProblem("", value, problem, "write the repository root, e.g. https://nvidia.github.io/libnvidia-container")
         return value
+
+    @field_validator("docker_insecure_registries")
+    @classmethod
+    def _registry_hosts(cls, value: list[str]) -> list[str]:
+        for index, entry in enumerate(value):
+            problem = _registry_host_problem(entry)
+            if problem:
+                raise SettingProblem(str(index), entry, problem, "write the registry's host and port, e.g. 10.0.0.5:5000")
+        return value
+
+
+def _registry_host_problem(entry: str) -> Optional[str]:
+    host, colon, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+    if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return "has a bad port"
+    return host_address_problem(host)
 
 
 class VerificationSettings(_Section):
@@ -690,6 +760,7 @@ class Settings(_Section):
     ssh_private_key: Optional[SecretStr] = Field(None, description="Private key for the SSH user (a Pulumi secret).")
     hardware: HardwareSettings = Field(default_factory=HardwareSettings)
     server: ServerSettings
+    llama_server: LlamaServerSettings = Field(default_factory=LlamaServerSettings)
     model: ModelSettings
     host_prep: HostPrepSettings = Field(default_factory=HostPrepSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
@@ -703,6 +774,15 @@ class Settings(_Section):
     @property
     def is_remote(self) -> bool:
         return self.host is not None
+
+    @property
+    def uses_llama_server(self) -> bool:
+        return self.server.engine == "llama-server"
+
+    @property
+    def engine_image(self) -> str:
+        """The image the stack's server runs: also the one the GPU check starts, so it is pulled once."""
+        return self.llama_server.image if self.uses_llama_server else self.server.image
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> "Settings":
@@ -722,7 +802,26 @@ class Settings(_Section):
                 )
         if self.gateway.enabled:
             self._gateway_guards_the_only_way_in()
+        if self.uses_llama_server:
+            self._only_what_llama_server_does()
         return self
+
+    def _only_what_llama_server_does(self) -> None:
+        """Settings that would be silently ignored by llama-server are refused, each with its fix."""
+        parameters = self.model.parameters
+        refused = [
+            ("model.parameters.numGpu", parameters.num_gpu,
+             "is Ollama's layer count; llama-server places tensors by llamaServer.placement", "remove it"),
+            ("model.parameters.stop", parameters.stop,
+             "has no server-wide llama-server flag", "send stop sequences in each request, or remove it"),
+            ("server.env.extraEnv", self.server.env.extra_env or None,
+             "holds OLLAMA_* variables, which llama-server does not read", "remove them, or set server.engine: ollama"),
+            ("server.env.origins", self.server.env.origins or None,
+             "cannot be set on llama-server, which has no origin list", "remove it; put the gateway in front for browser clients"),
+        ]
+        for key, value, problem, fix in refused:
+            if value is not None:
+                raise SettingProblem(key, value, f"{problem} (server.engine is llama-server)", fix)
 
     def _gateway_guards_the_only_way_in(self) -> None:
         if not ipaddress.ip_address(self.server.bind_address).is_loopback:

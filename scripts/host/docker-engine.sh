@@ -6,6 +6,7 @@ set -euo pipefail
 : "${INSTALL_DOCKER:?}"
 : "${DOCKER_USER:?}"
 : "${REGISTRY_MIRROR?}"
+: "${INSECURE_REGISTRIES?}"
 # shellcheck source=scripts/host/lib/apt.sh
 source "${BASH_SOURCE%/*}/lib/apt.sh"
 
@@ -30,30 +31,35 @@ if [[ $DOCKER_USER != root ]] && ! id -nG "$DOCKER_USER" | tr ' ' '\n' | grep -q
   changes+=("$DOCKER_USER may use the Docker socket")
 fi
 
-# A Docker Hub mirror lets a VM without internet pull the Ollama image by its official name.
+# A Docker Hub mirror lets a VM without internet pull the Ollama image by its official name; a
+# registry without TLS (INSECURE_REGISTRIES, space-separated host:port) can serve other images,
+# such as llama-server's, by their own address.
 daemon_json=/etc/docker/daemon.json
 restart=0
-if [[ -n $REGISTRY_MIRROR ]]; then
+if [[ -n $REGISTRY_MIRROR || -n $INSECURE_REGISTRIES ]]; then
   mkdir -p /etc/docker
-  if python3 - "$daemon_json" "$REGISTRY_MIRROR" <<'PY'; then
+  if python3 - "$daemon_json" "$REGISTRY_MIRROR" "$INSECURE_REGISTRIES" <<'PY'; then
 import json, sys
-path, mirror = sys.argv[1], sys.argv[2].rstrip("/")
+path, mirror, insecure = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3].split()
 try:
     with open(path) as handle:
         config = json.load(handle)
 except FileNotFoundError:
     config = {}
-wanted = dict(config, **{"registry-mirrors": [mirror]})
-if mirror.startswith("http://"):
-    host = mirror.split("://", 1)[1]
-    wanted["insecure-registries"] = sorted(set(config.get("insecure-registries", [])) | {host})
+wanted = dict(config)
+if mirror:
+    wanted["registry-mirrors"] = [mirror]
+    if mirror.startswith("http://"):
+        insecure.append(mirror.split("://", 1)[1])
+if insecure:
+    wanted["insecure-registries"] = sorted(set(config.get("insecure-registries", [])) | set(insecure))
 if wanted == config:
     sys.exit(1)
 with open(path, "w") as handle:
     json.dump(wanted, handle, indent=2)
     handle.write("\n")
 PY
-    changes+=("Docker pulls through the mirror $REGISTRY_MIRROR")
+    changes+=("Docker's registries: mirror ${REGISTRY_MIRROR:-none}, plain-HTTP registries ${INSECURE_REGISTRIES:-none}")
     restart=1
   fi
 fi

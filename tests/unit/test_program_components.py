@@ -229,6 +229,7 @@ def test_docker_engine_step_gets_the_login_user_and_the_install_settings(deploy,
         "DOCKER_USER": user,
         "INSTALL_DOCKER": "1",
         "REGISTRY_MIRROR": "",
+        "INSECURE_REGISTRIES": "",
         "APT_LOCK_TIMEOUT_SECONDS": str(prep.apt_lock_timeout_seconds),
     }
 
