@@ -15,7 +15,7 @@ from components.plan_verification import PlanVerification
 from components.transport import CommandTarget
 from components.validation import load_settings_or_fail, plan_or_fail
 from ollama_gpu.endpoints import api_url_on_host, client_endpoint, gateway_site_name, gateway_url, tunnel_command
-from ollama_gpu.llama_server_flags import server_arguments
+from ollama_gpu.llama_server_argv import server_arguments
 from ollama_gpu.model_source import ModelSource
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env

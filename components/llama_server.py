@@ -27,7 +27,7 @@ class LlamaServer(pulumi.ComponentResource):
                  target: CommandTarget, *, gpu: bool, arguments: list[str], volume: docker.Volume,
                  model_file: pulumi.Resource, api_url: str, replaces: Optional[pulumi.Alias] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        """`arguments`: llama-server's argv (ollama_gpu.llama_server_flags); `replaces`: the other
+        """`arguments`: llama-server's argv (ollama_gpu.llama_server_argv); `replaces`: the other
         engine's container, which this one takes over (components/engine_switch.py)."""
         super().__init__(COMPONENT_TYPE, name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)

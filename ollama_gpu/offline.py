@@ -35,6 +35,8 @@ class RecordedResource:
     retain_on_delete: bool
     protect: bool
     custom_timeouts: dict[str, str]
+    # Earlier identities the engine matches in the state: {"name", "parent"} (URN) or {"urn"}.
+    aliases: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -93,9 +95,16 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     retain_on_delete=request.retainOnDelete,
                     protect=request.protect,
                     custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
+                    aliases=[_alias(alias) for alias in request.aliases],
                 )
             )
         return response
+
+
+def _alias(alias: Any) -> dict[str, str]:
+    if alias.HasField("spec"):
+        return {"name": alias.spec.name, "parent": alias.spec.parentUrn}
+    return {"urn": alias.urn}
 
 
 class _WarningLog(pulumi.runtime.mocks.MockEngine):

@@ -808,6 +808,9 @@ class Settings(_Section):
 
     def _only_what_llama_server_does(self) -> None:
         """Settings that would be silently ignored by llama-server are refused, each with its fix."""
+        if self.llama_server.placement == "nCpuMoe" and not self.has_gpu:
+            raise SettingProblem("llamaServer.placement", "nCpuMoe", "keeps experts off a GPU that profile none does not have",
+                                 "use placement: fit (the default), or a GPU profile")
         parameters = self.model.parameters
         refused = [
             ("model.parameters.numGpu", parameters.num_gpu,

@@ -25,6 +25,10 @@ name="$REPOSITORY:$TAG from $REGISTRY_URL"
 deadline=$((SECONDS + TIMEOUT_SECONDS))
 
 volume_root=$(docker volume inspect --format '{{.Mountpoint}}' "$VOLUME")
+if [[ $volume_root != /* ]]; then
+  echo "ollama-gpu: Docker reports no mountpoint for volume $VOLUME" >&2
+  exit 1
+fi
 models="$volume_root/models"
 downloads="$models/llama-server/downloads"
 mkdir -p "$models/blobs" "$downloads"
@@ -72,7 +76,8 @@ fi
 
 # registry_get PATH OUTPUT [CURL_ARGS...]: GET $REGISTRY_URL/v2/$REPOSITORY/PATH into OUTPUT,
 # following redirects (blob storage); a registry that asks for an anonymous bearer token (the docker
-# token flow public repositories use) gets one. Prints the HTTP status.
+# token flow public repositories use) gets one. Prints the HTTP status. Each call runs in a
+# subshell (command substitution, background download), so each asks for its own token.
 token=''
 registry_get() {
   local path=$1 output=$2 status challenge realm service scope

@@ -36,7 +36,7 @@ from tests.unit.conftest import HOST_KEY, REPO, stack_values
 STACK = "fuzz"
 MARKER = "pwned"
 STAND_INS = ["curl", "docker", "apt-get", "apt-cache", "dpkg-query", "systemctl", "nvidia-ctk", "gpg", "install",
-             "id", "usermod", "python3", "nvidia-smi", "sleep"]
+             "id", "usermod", "python3", "nvidia-smi", "sleep", "mkdir", "stat", "ln", "mv", "cp", "dirname", "cut"]
 # Real tools the host scripts use that touch nothing but their own files and pipes.
 HARMLESS = ["sh", "bash", "env", "base64", "cat", "grep", "awk", "tr", "tail", "head", "uniq", "tee", "mktemp", "rm",
             "sha256sum", "cmp", "sed"]
@@ -92,6 +92,12 @@ VALID = {
     "hostPrep.toolkitVersion": ["1.17.8-1", None],
     "hardware.gpuFreeVram": ["22.5GiB", 2**34],
     "hardware.hostRam": ["116GB", 2**37],
+    "server.engine": ["ollama", "llama-server"],
+    "llamaServer.image": ["ghcr.io/ggml-org/llama.cpp:server-cuda-b11312", "10.0.0.5:5000/ggml-org/llama.cpp:server-cuda-b11312"],
+    "llamaServer.containerName": ["llama-server", "llama_1.x-y"],
+    "llamaServer.placement": ["fit", "nCpuMoe"],
+    "llamaServer.nCpuMoe": [0, 18, 48],
+    "hostPrep.dockerInsecureRegistries": [["10.0.0.5:5000"], ["registry.local", "10.1.1.1:80"]],
 }
 
 
@@ -177,6 +183,9 @@ def stack_configs(draw) -> dict[str, Any]:
         node[path[-1]] = draw(_value_for(path, field))
     if draw(st.booleans()):
         values.setdefault("model", {}).setdefault("parameters", {})["stop"] = draw(stop_sequences)
+    if draw(st.booleans()):
+        # The second engine's commands (model file, report) and flags get their share of the examples.
+        values.setdefault("server", {})["engine"] = "llama-server"
     config = {f"ollama-gpu:{key}": value for key, value in values.items()}
     extra = draw(st.sampled_from([None, "ollama_gpu:profile", "profile", "olama-gpu:server", "ollama-gpu:host.address",
                                   "ollama-gpu:bogus", "aws:region"]))

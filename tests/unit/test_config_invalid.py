@@ -283,6 +283,32 @@ INVALID_CASES = [
         _case(f"removed-env-{name}", "a10", _a10(_env(extraEnv={name: "1"})), f"server.env.extraEnv.{name}", "'1'", fix)
         for name, fix in knobs.REMOVED_ENV_VARS.items()
     ],
+    # The second engine: its own section, and what llama-server would silently ignore.
+    _case("engine-unknown", "a10", _a10({"server": {"engine": "vllm"}}), "server.engine", "'vllm'"),
+    _case("llama-image-unpinned", "a10", _a10({"llamaServer": {"image": "ghcr.io/ggml-org/llama.cpp"}}),
+          "llamaServer.image", "'ghcr.io/ggml-org/llama.cpp'", "version tag"),
+    _case("llama-image-injection", "a10", _a10({"llamaServer": {"image": BREAKOUT}}), "llamaServer.image", repr(BREAKOUT)),
+    _case("llama-container-name", "a10", _a10({"llamaServer": {"containerName": "-x"}}), "llamaServer.containerName", "'-x'"),
+    _case("n-cpu-moe-missing", "a10", _a10({"llamaServer": {"placement": "nCpuMoe"}}), "llamaServer.nCpuMoe", "(not set)",
+          "number of layers"),
+    _case("n-cpu-moe-with-fit", "a10", _a10({"llamaServer": {"nCpuMoe": 18}}), "llamaServer.nCpuMoe", "18", "placement: nCpuMoe"),
+    _case("n-cpu-moe-negative", "a10", _a10({"llamaServer": {"placement": "nCpuMoe", "nCpuMoe": -1}}),
+          "llamaServer.nCpuMoe", "-1"),
+    _case("n-cpu-moe-without-gpu", "local", _local({"server": {"engine": "llama-server"},
+                                                    "llamaServer": {"placement": "nCpuMoe", "nCpuMoe": 4}}),
+          "llamaServer.placement", "'nCpuMoe'", "placement: fit"),
+    _case("llama-num-gpu", "a10", _a10({"server": {"engine": "llama-server"}, **_parameters(numGpu=30)}),
+          "model.parameters.numGpu", "30", "remove it"),
+    _case("llama-stop", "a10", _a10({"server": {"engine": "llama-server"}, **_parameters(stop=["</s>"])}),
+          "model.parameters.stop", "['</s>']", "each request"),
+    _case("llama-extra-env", "a10", _a10({"server": {"engine": "llama-server", "env": {"extraEnv": {"OLLAMA_NOPRUNE": "1"}}}}),
+          "server.env.extraEnv", "{'OLLAMA_NOPRUNE': '1'}", "server.engine: ollama"),
+    _case("llama-origins", "a10", _a10({"server": {"engine": "llama-server", "env": {"origins": ["https://a.example"]}}}),
+          "server.env.origins", "['https://a.example']", "gateway"),
+    _case("insecure-registry-port", "a10", _a10({"hostPrep": {"dockerInsecureRegistries": ["10.0.0.5:99999"]}}),
+          "hostPrep.dockerInsecureRegistries[0]", "'10.0.0.5:99999'"),
+    _case("insecure-registry-injection", "a10", _a10({"hostPrep": {"dockerInsecureRegistries": ["$(touch pwned):5000"]}}),
+          "hostPrep.dockerInsecureRegistries[0]", "'$(touch pwned):5000'"),
 ]
 
 

@@ -1,7 +1,7 @@
 """The llama-server command line, rendered from the stack's settings as an argv list (no shell ever
 reads it, so no value can be taken for code or split into two flags).
 
-Knob truth: every flag here exists in the pinned build (tests/unit/test_llama_server_flags.py
+Knob truth: every flag here exists in the pinned build (tests/unit/test_llama_server_argv.py
 checks each against that build's `--help` capture), and none is a no-op. A flag whose value is the
 pinned build's own default changes nothing, so it is left out (BUILD_DEFAULTS, also checked against
 the capture). Why each flag that remains changes something:
