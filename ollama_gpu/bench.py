@@ -19,6 +19,11 @@ servers that count only the evaluated tokens get the run flagged.
 
 When --model is the stack's alias and the planner is installed, its figures for the stack stand
 beside the measurements: the decode bound and the prefill rate it assumed.
+
+Either engine: Ollama through its native API, llama-server (no Ollama API there) through its
+OpenAI-compatible /v1/chat/completions and the `timings` it adds, whose prompt count is only the
+tokens it computed (so a cached prompt is flagged). llama-server's context is fixed when it starts:
+--num-ctx only decides which sizes fit.
 """
 
 import argparse
@@ -30,23 +35,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, TextIO
 
 import httpx
-import ollama
 
-from ollama_gpu import generation_stats
+from ollama_gpu import generation_stats, server_api
 from ollama_gpu.errors import UserError
 from ollama_gpu.generation_stats import Spread, format_number, format_spread
+from ollama_gpu.server_api import ServerApi
 from ollama_gpu.settings import Settings
 from ollama_gpu.stack_plan import build_stack_plan
-from ollama_gpu.smoke import (
-    Target,
-    add_target_arguments,
-    connect,
-    describe_model,
-    resolve_target,
-    run_cli,
-    server_version,
-    talking_to,
-)
+from ollama_gpu.smoke import Target, add_target_arguments, connect, resolve_target, run_cli, talking_to
 
 DEFAULT_SIZES = (1024, 4096, 12288)
 DEFAULT_REPEATS = 3
@@ -214,17 +210,17 @@ class ProgressBar:
             self.stream.flush()
 
 
-def timed_generation(client: ollama.Client, model: str, prompt: str, options: dict[str, int]) -> tuple[Optional[float], dict[str, Any]]:
+def timed_generation(api: ServerApi, model: str, prompt: str, options: dict[str, int]) -> tuple[Optional[float], dict[str, Any]]:
     """Streams one generation: seconds until the first generated text (thinking counts: a thinking
-    model's answer starts there) and the final chunk, which carries the server's timings."""
+    model's answer starts there) and the final chunk's figures, the server's timings."""
     started = time.monotonic()
     first_token_s = None
     final: dict[str, Any] = {}
-    for chunk in client.generate(model=model, prompt=prompt, options=options, stream=True):
-        if first_token_s is None and (chunk.response or chunk.thinking):
+    for has_text, figures in api.stream(model, prompt, options):
+        if first_token_s is None and has_text:
             first_token_s = time.monotonic() - started
-        if chunk.done:
-            final = chunk.model_dump()
+        if figures is not None:
+            final = figures
     return first_token_s, final
 
 
@@ -252,7 +248,7 @@ class Bench:
     def fits(self, size: int) -> bool:
         return size + self.num_predict <= self.num_ctx
 
-    def measure(self, client: ollama.Client, sizer: PromptSizer, target_tokens: int, seed: int) -> Run:
+    def measure(self, client: ServerApi, sizer: PromptSizer, target_tokens: int, seed: int) -> Run:
         words = sizer.words_for(target_tokens)
         expected = sizer.expected_tokens(words)
         ttft, final = timed_generation(client, self.target.model, synthetic_prompt(words, seed), self.options)
@@ -267,7 +263,7 @@ class Bench:
             generated_tokens=int(figures["generated_tokens"] or 0), load_s=figures["load_s"], notes=notes,
         )  # fmt: skip
 
-    def run(self, client: ollama.Client, progress: ProgressBar) -> list[SizeResult]:
+    def run(self, client: ServerApi, progress: ProgressBar) -> list[SizeResult]:
         sizer = PromptSizer()
         fitting = [size for size in self.sizes if self.fits(size)]
         seeds = itertools.count(1)
@@ -310,8 +306,8 @@ class Bench:
 def run_bench(target: Target, sizes: list[int], repeats: int, num_predict: int, num_ctx: Optional[int] = None) -> dict[str, Any]:
     client = connect(target)
     with talking_to(target):
-        version = server_version(client)
-        model = describe_model(client, target.model, target.url)
+        version = client.version()
+        model = client.describe(target.model, target.url)
         # The model's own num_ctx keeps the bench on the context the server already has loaded; on
         # a deployed stack it equals the stack's numCtx, the fallback for a model without one.
         num_ctx = num_ctx or int(model["parameters"].get("num_ctx") or target.settings.model.parameters.num_ctx)
@@ -326,6 +322,7 @@ def run_bench(target: Target, sizes: list[int], repeats: int, num_predict: int, 
     plan = planned_bounds(target.settings) if target.is_stack_alias else None
     return {
         "url": target.url,
+        "server": client.name,
         "version": version,
         "model": target.model,
         "details": model["details"],
@@ -374,7 +371,7 @@ def format_table(report: dict[str, Any]) -> str:
             notes,
         ])  # fmt: skip
     title = (
-        f"Ollama {report['version']} at {report['url']}, model {report['model']}: num_ctx {report['num_ctx']}, "
+        f"{report.get('server', 'Ollama')} {report['version']} at {report['url']}, model {report['model']}: num_ctx {report['num_ctx']}, "
         f"num_predict {report['num_predict']}, median (min–max) of {report['repeats']} runs per size"
     )
     table = f"{title}\n{generation_stats.render_table(headers, rows)}"
@@ -415,7 +412,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0], epilog=server_api.ENGINES_HELP)
     add_target_arguments(parser, f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES), help="prompt sizes in tokens (default 1024,4096,12288)")
     parser.add_argument("--repeat", type=_positive, default=DEFAULT_REPEATS, help=f"runs per size, each with a fresh prompt (default {DEFAULT_REPEATS})")

@@ -7,6 +7,8 @@ of the SSH tunnel, whose command the error prints when nothing answers), the mod
 timeout is the client timeout the stack was planned for. It reports the server version, the alias's
 parameters and details, one short generation's prefill and decode rates and load time, and whether
 the alias is loaded (before the generation: did the deploy's warm-up and keep-alive hold?).
+Either engine: Ollama through its native API, llama-server (which has no Ollama API) through its
+OpenAI-compatible /v1 API and /props; which one answers is detected.
 An unreachable server, a missing alias or a bad stack prints one line and exits non-zero.
 
 The module also holds what scripts/bench shares with it: resolving the target and talking to it.
@@ -26,10 +28,11 @@ from typing import Any, Optional
 import httpx
 import ollama
 
-from ollama_gpu import generation_stats
+from ollama_gpu import generation_stats, server_api
 from ollama_gpu.config_loader import DEPLOY_AGENT_SOCKET, load_settings, stack_file, values_from_stack_file
 from ollama_gpu.endpoints import client_endpoint, tunnel_command
 from ollama_gpu.errors import ConfigError, UserError
+from ollama_gpu.server_api import ServerApi
 from ollama_gpu.settings import Settings
 
 DEFAULT_STACK = "a10"
@@ -40,10 +43,6 @@ SMOKE_NUM_PREDICT = 32
 
 class ServerUnreachable(UserError):
     """Nothing answers at the URL, or it answered too slowly."""
-
-
-class ModelMissing(UserError):
-    """The server answers but does not have the model asked for."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def load_stack(stack: str) -> Settings:
 
 def add_target_arguments(parser: argparse.ArgumentParser, timeout_help: str) -> None:
     parser.add_argument("--stack", default=DEFAULT_STACK, help=f"stack whose Pulumi.<stack>.yaml gives the defaults (default {DEFAULT_STACK})")
-    parser.add_argument("--url", help="Ollama API URL (default: the stack's client endpoint)")
+    parser.add_argument("--url", help="the server's URL, Ollama or llama-server (default: the stack's client endpoint)")
     parser.add_argument("--model", help="model or alias to test (default: the stack's alias)")
     parser.add_argument("--timeout", type=float, help=timeout_help)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
@@ -84,8 +83,9 @@ def resolve_target(args: argparse.Namespace, default_timeout_s: Optional[float] 
     return Target(url, args.model or settings.model.alias, timeout, settings, hint)
 
 
-def connect(target: Target) -> ollama.Client:
-    return ollama.Client(host=target.url, timeout=target.timeout_s)
+def connect(target: Target) -> ServerApi:
+    with talking_to(target):
+        return server_api.connect(target.url, target.timeout_s)
 
 
 @contextlib.contextmanager
@@ -95,10 +95,10 @@ def talking_to(target: Target) -> Iterator[None]:
     try:
         yield
     except (ConnectionError, httpx.ConnectError):
-        raise ServerUnreachable(f"no Ollama server answers at {target.url}. {target.unreachable_hint}") from None
+        raise ServerUnreachable(f"no server answers at {target.url}. {target.unreachable_hint}") from None
     except httpx.HTTPStatusError as error:
         raise ServerUnreachable(
-            f"{target.url} answers, but not as the Ollama API (HTTP {error.response.status_code} for {error.request.url.path})"
+            f"{target.url} answers, but not as its API should (HTTP {error.response.status_code} for {error.request.url.path})"
         ) from None
     except httpx.TimeoutException:
         raise ServerUnreachable(
@@ -108,62 +108,24 @@ def talking_to(target: Target) -> Iterator[None]:
         raise ServerUnreachable(f"talking to {target.url} failed: {error}. {target.unreachable_hint}") from None
 
 
-def server_version(client: ollama.Client) -> str:
-    # ollama 0.6 has no method for /api/version; its httpx client already carries the host and timeout.
-    response = client._client.get("/api/version")
-    response.raise_for_status()
-    return response.json()["version"]
-
-
-def describe_model(client: ollama.Client, model: str, url: str) -> dict[str, Any]:
-    try:
-        shown = client.show(model)
-    except ollama.ResponseError as error:
-        if error.status_code != 404:
-            raise
-        available = sorted(entry.model for entry in client.list().models if entry.model)
-        raise ModelMissing(
-            f"model '{model}' is not on the server at {url}; it has: {', '.join(available) or 'no models'}"
-            " (`pulumi up` creates the alias; if this is another Ollama on the tunnel's local port, stop it"
-            " — the tunnel command fails when its port is taken)"
-        ) from None
-    return {
-        "parameters": generation_stats.parse_parameters(shown.parameters),
-        "details": shown.details.model_dump(exclude_none=True) if shown.details else {},
-        "capabilities": list(shown.capabilities or []),
-    }
-
-
-def loaded_model(client: ollama.Client, model: str) -> Optional[dict[str, Any]]:
-    """The /api/ps entry for MODEL, or None when it is not in memory."""
-    for entry in client.ps().models:
-        if model in (entry.model, entry.name):
-            return {
-                "size": int(entry.size or 0),
-                "size_vram": int(entry.size_vram or 0),
-                "context_length": entry.context_length,
-                "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
-            }
-    return None
-
-
 def smoke(target: Target) -> dict[str, Any]:
-    client = connect(target)
+    api = connect(target)
     with talking_to(target):
-        version = server_version(client)
-        model = describe_model(client, target.model, target.url)
-        loaded_before = loaded_model(client, target.model) is not None
+        version = api.version()
+        model = api.describe(target.model, target.url)
+        loaded_before = api.loaded(target.model) is not None
         # A fresh opening each time: a prompt the server has cached would be "prefilled" at a
         # rate no real conversation sees.
         prompt = f"{secrets.token_hex(4)}: {SMOKE_QUESTION}"
-        response = client.generate(model=target.model, prompt=prompt, options={"num_predict": SMOKE_NUM_PREDICT})
-        loaded = loaded_model(client, target.model)
+        response = api.generate(target.model, prompt, SMOKE_NUM_PREDICT)
+        loaded = api.loaded(target.model)
     return {
         "url": target.url,
+        "server": api.name,
         "version": version,
         "model": target.model,
         **model,
-        "generation": generation_stats.generation_figures(response.model_dump()),
+        "generation": generation_stats.generation_figures(response),
         "loaded_before_generation": loaded_before,
         "loaded": loaded,
     }
@@ -175,7 +137,9 @@ def format_report(report: dict[str, Any]) -> str:
     generation = report["generation"]
     parameters = " ".join(f"{name}={json.dumps(value)}" for name, value in sorted(report["parameters"].items()))
     loaded = report["loaded"]
-    if loaded:
+    if loaded and loaded["size"] is None:
+        residency = f"yes: context {loaded['context_length']} per slot (llama-server loads its model at start and keeps it)"
+    elif loaded:
         on_gpu = loaded["size_vram"] / loaded["size"] if loaded["size"] else 0
         residency = (
             f"yes: context {loaded['context_length']}, {loaded['size'] / 2**20:,.0f} MiB, {on_gpu:.0%} on GPU"
@@ -184,12 +148,12 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         residency = "no: it unloaded right after answering (keep-alive is not holding it)"
     lines = [
-        ("server", f"Ollama {report['version']} at {report['url']}"),
+        ("server", f"{report['server']} {report['version']} at {report['url']}"),
         ("model", f"{report['model']} ({details.get('family', '?')}, {details.get('parameter_size', '?')} parameters, {details.get('quantization_level', '?')})"),
         ("parameters", parameters or "(none: the base model's defaults)"),
         ("prefill", f"{number(generation['prefill_tokens_per_s'])} tokens/s ({generation['prompt_tokens']} prompt tokens)"),
         ("decode", f"{number(generation['decode_tokens_per_s'])} tokens/s ({generation['generated_tokens']} tokens)"),
-        ("load", f"{number(generation['load_s'])} s"),
+        ("load", f"{number(generation['load_s'])} s" if generation["load_s"] is not None else "– (not reported)"),
         ("loaded", residency),
     ]
     return "\n".join(f"{label:<11}{text}" for label, text in lines)
@@ -211,7 +175,7 @@ def run_cli(program: str, produce: Callable[[], dict[str, Any]], render: Callabl
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/smoke", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="scripts/smoke", description=__doc__.split("\n\n")[0], epilog=server_api.ENGINES_HELP)
     add_target_arguments(parser, "seconds to wait for an answer (default: the stack's client.timeoutSeconds)")
     args = parser.parse_args(argv)
     return run_cli("smoke", lambda: smoke(resolve_target(args)), format_report, args.json)

@@ -5,8 +5,11 @@ backend and a stack file, nothing else.
 Stand-ins, and only these: the VM is a container (Docker in Docker) without a GPU; its NVIDIA driver
 (nvidia-smi), the NVIDIA apt repository, nvidia-ctk and the runtime hook are the harness's own; the
 Ollama image is the pinned version built here and served by a local registry under its official
-name; the model is a tiny GGUF served by that registry. The GPU check is not run.
-Tests run in file order, each step building on the previous one, as one deployment's life.
+name; the llama-server image is the pinned build compiled here for the CPU, served by that registry
+under the official image's path at the registry's own address (registry mirrors stand in for Docker
+Hub only); the model is a tiny GGUF served by that registry. The GPU check is not run.
+Tests run in file order, each step building on the previous one, as one deployment's life; the last
+ones switch the engine to llama-server and back.
 """
 
 import json
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ollama_gpu.pins import OLLAMA_IMAGE
+from ollama_gpu.pins import LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
 from tests.e2e import rig
 from tests.e2e.checkout import Checkout, fresh_checkout
 from tests.integration import harness
@@ -44,6 +47,7 @@ class Deployment:
     registry: rig.Registry
     blobs_container: str
     workdir: Path
+    llama_image: str
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.checkout.pulumi(*args, "-s", STACK, check=check)
@@ -98,12 +102,14 @@ def stack_config(vm: rig.Vm, registry: rig.Registry, nvidia: harness.AptRepo, gg
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, pulumi_engine, ollama_standin_image: str, native_ollama: NativeOllama):
+def deployment(tmp_path_factory, pulumi_engine, ollama_standin_image: str, llama_server_standin_image: str,
+               native_ollama: NativeOllama):
     workdir = tmp_path_factory.mktemp("e2e")
     engine = pulumi_engine
     with rig.network(f"{harness.RESOURCE_PREFIX}-e2e") as net, \
             rig.registry(net, f"{harness.RESOURCE_PREFIX}-registry") as registry:
         rig.push_image(ollama_standin_image, registry, OLLAMA_IMAGE)
+        llama_image = rig.push_registry_image(llama_server_standin_image, registry, LLAMA_SERVER_IMAGE)
         rig.push_model(native_ollama.binary, native_ollama.url, BASE_MODEL, registry, MODEL)
         nvidia_root = workdir / "nvidia-repo"
         nvidia_port = harness.free_port()
@@ -122,7 +128,7 @@ def deployment(tmp_path_factory, pulumi_engine, ollama_standin_image: str, nativ
             checkout.pulumi("stack", "init", STACK)
             # The key also as a secret, as a CI runner would pass it: it must never show in state or outputs.
             checkout.pulumi("config", "set", "--secret", "sshPrivateKey", "-s", STACK, stdin=vm.private_key_path.read_text())
-            yield Deployment(checkout, vm, registry, f"{harness.RESOURCE_PREFIX}-registry-blobs", workdir)
+            yield Deployment(checkout, vm, registry, f"{harness.RESOURCE_PREFIX}-registry-blobs", workdir, llama_image)
             checkout.pulumi("destroy", "--yes", "-s", STACK, check=False)
 
 
@@ -245,4 +251,79 @@ def test_up_after_destroy_recreates_everything_without_pulling(deployment: Deplo
     up = deployment.pulumi("up", "--yes")
     assert "already present; not pulling" in up.stdout
     assert deployment.blob_downloads() == downloads
+    assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
+
+
+# --- The second engine: one config line and one `pulumi up` each way ------------------------------
+
+LLAMA_CONTAINER = "llama-server"
+
+
+def _containers(deployment: Deployment) -> set[str]:
+    return set(deployment.on_vm("docker ps -a --format '{{.Names}}'").split())
+
+
+def _volume_created(deployment: Deployment, volume: str) -> str:
+    return deployment.on_vm(f"docker volume inspect --format '{{{{.CreatedAt}}}}' {volume}").strip()
+
+
+def _chat(deployment: Deployment, max_seconds: int = 60) -> subprocess.CompletedProcess[str]:
+    """One short chat completion with the alias, through llama-server's OpenAI-compatible API."""
+    body = json.dumps({"model": ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+    return deployment.vm.ssh(f"curl -fsS --max-time {max_seconds} http://127.0.0.1:11434/v1/chat/completions "
+                             f"-H 'Content-Type: application/json' -d '{body}'")
+
+
+def test_switching_to_llama_server_is_one_up_that_takes_over_the_port_and_keeps_the_models(deployment: Deployment):
+    created, downloads = _volume_created(deployment, "ollama"), deployment.blob_downloads()
+    deployment.pulumi("config", "set", "--path", "llamaServer.image", deployment.llama_image)
+    deployment.pulumi("config", "set", "--path", "server.engine", "llama-server")
+    planned = changes(deployment.pulumi("preview", "--json"))
+    # The Ollama container is taken over (an alias), so it is replaced, old one deleted first.
+    assert planned["llama-server-container"] in ("replace", "delete-replaced", "create-replacement"), planned
+    assert "ollama-models" not in planned and "ollama-container" not in planned, planned
+    up = deployment.pulumi("up", "--yes")
+    assert LLAMA_CONTAINER in _containers(deployment) and "ollama" not in _containers(deployment)
+    assert deployment.on_vm(f"docker inspect --format '{{{{.State.Health.Status}}}}' {LLAMA_CONTAINER}").strip() == "healthy"
+    # The GGUF Ollama pulled is the one llama-server loads: nothing downloaded, the volume is the same.
+    assert "already in volume ollama; not fetching" in up.stdout, up.stdout
+    assert deployment.blob_downloads() == downloads
+    assert _volume_created(deployment, "ollama") == created
+    answer = json.loads(_chat(deployment).stdout)
+    assert answer["model"] == ALIAS and answer["choices"][0]["message"]
+    verification = deployment.checkout.output("verification", STACK)
+    assert {check["figure"]: check["ok"] for check in verification["checks"]}["context_per_slot"], verification
+    deployment.pulumi("preview", "--expect-no-changes")
+
+
+def test_frozen_llama_server_restarts_and_answers_again_by_itself(deployment: Deployment):
+    top = deployment.on_vm(f"docker top {LLAMA_CONTAINER} -eo pid,args").splitlines()[1:]
+    (pid,) = [line.split(None, 1)[0] for line in top if line.split(None, 1)[1].startswith("/app/llama-server")]
+    deployment.on_vm(f"sudo kill -STOP {pid}")
+    deadline = time.monotonic() + SELF_HEAL_SECONDS
+    while True:
+        restarted = deployment.on_vm(f"docker inspect --format '{{{{.RestartCount}}}}' {LLAMA_CONTAINER}").strip() != "0"
+        if restarted and _chat(deployment, max_seconds=5).returncode == 0:
+            break
+        assert time.monotonic() < deadline, "llama-server did not come back with its model loaded"
+        time.sleep(2)
+
+
+def test_a_new_models_volume_gets_the_gguf_from_the_registry_by_digest(deployment: Deployment):
+    downloads = deployment.blob_downloads()
+    deployment.pulumi("config", "set", "--path", "server.modelsVolume", "models-e2e")
+    up = deployment.pulumi("up", "--yes")
+    assert "changed: fetched" in up.stdout and "checked against its sha256" in up.stdout, up.stdout
+    assert deployment.blob_downloads() > downloads
+    assert _chat(deployment).returncode == 0
+
+
+def test_switching_back_to_ollama_finds_the_model_llama_server_fetched(deployment: Deployment):
+    downloads = deployment.blob_downloads()
+    deployment.pulumi("config", "set", "--path", "server.engine", "ollama")
+    up = deployment.pulumi("up", "--yes")
+    # The volume the fetch step filled is an Ollama model store: no pull, no download.
+    assert "already present; not pulling" in up.stdout, up.stdout
+    assert deployment.blob_downloads() == downloads
+    assert "ollama" in _containers(deployment) and LLAMA_CONTAINER not in _containers(deployment)
     assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]

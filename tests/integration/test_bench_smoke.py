@@ -79,7 +79,7 @@ def test_smoke_fails_in_one_line_when_nothing_answers() -> None:
     result = run_script("smoke", "--url", url, "--model", "tiny:bench")
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.count("\n") == 1 and f"no Ollama server answers at {url}" in result.stderr
+    assert result.stderr.count("\n") == 1 and f"no server answers at {url}" in result.stderr
 
 
 def test_smoke_fails_in_one_line_when_the_alias_is_missing(native_ollama: NativeOllama) -> None:  # noqa: F811
