@@ -12,6 +12,10 @@ the capture). Why each flag that remains changes something:
   slot count is set), so ctx-size is numCtx × numParallel: each request gets numCtx, as with Ollama.
 - --parallel: the default -1 means 4 slots sharing a unified KV cache.
 - --flash-attn on|off: the default is auto.
+- --verbosity 4 with server.env.debug (default true, as OLLAMA_DEBUG for Ollama): libllama's own
+  log, where the buffer-size lines the verification reads are, shows only at trace level (the
+  default is 3, which the server prints at start); per request it adds some 25 lines of slot
+  bookkeeping, no prompt text, and the log is rotated.
 - --cache-type-k/-v: only when not f16, the default.
 - placement fit: llama.cpp's --fit is on by default; --fit-target sets the VRAM it leaves free
   (server.env.gpuOverhead), left out when that equals the default margin. Placement nCpuMoe:
@@ -20,7 +24,8 @@ the capture). Why each flag that remains changes something:
   model's metadata for a dry run at every start only to give up on the user's tensor overrides.
   A CPU-only stack has nothing to place, so neither is rendered there.
 - model.parameters with a server-wide equivalent (numPredict → --n-predict, useMmap false →
-  --no-mmap, numBatch → --batch-size and --ubatch-size, which Ollama sets to the same figure,
+  --load-mode none (read the weights into memory; b11312 has no --no-mmap, and its default "auto"
+  maps the file), numBatch → --batch-size and --ubatch-size, which Ollama sets to the same figure,
   sampling defaults, threads, seed, main GPU), each only when set and not the build's default.
   numKeep is not rendered: --keep only acts when the context shifts, which llama-server leaves off.
 """
@@ -29,8 +34,7 @@ from typing import Any, Optional
 
 from ollama_gpu.settings import Settings
 
-# The pinned build's defaults for the flags rendered below, as `--help` prints them (b11312);
-# --threads is absent: its default is the machine's core count.
+# The pinned build's defaults for the flags rendered below, as `--help` prints them (b11312).
 BUILD_DEFAULTS: dict[str, str] = {
     "--ctx-size": "0",
     "--parallel": "-1",
@@ -40,6 +44,9 @@ BUILD_DEFAULTS: dict[str, str] = {
     "--fit": "on",
     "--fit-target": "1024",
     "--n-predict": "-1",
+    "--verbosity": "3",
+    "--load-mode": "auto",
+    "--threads": "-1",
     "--batch-size": "2048",
     "--ubatch-size": "512",
     "--seed": "-1",
@@ -71,8 +78,6 @@ PARAMETER_FLAGS: dict[str, tuple[str, ...]] = {
     "presence_penalty": ("--presence-penalty",),
     "frequency_penalty": ("--frequency-penalty",),
 }
-# Flags without a value the program may pass.
-SWITCHES = ("--no-mmap",)
 MIB = 2**20
 
 
@@ -90,8 +95,10 @@ def server_arguments(settings: Settings, model_path: str) -> list[str]:
         ("--cache-type-v", env.kv_cache_type),
         *_placement(settings),
     ]
+    if env.debug:
+        flags.append(("--verbosity", "4"))
     if parameters.use_mmap is False:
-        flags.append(("--no-mmap", None))
+        flags.append(("--load-mode", "none"))
     for parameter, value in parameters.as_api().items():
         for flag in PARAMETER_FLAGS.get(parameter, ()):
             flags.append((flag, _number_text(value)))

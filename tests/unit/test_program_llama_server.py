@@ -56,7 +56,9 @@ def test_the_container_serves_the_stack_settings_as_an_argv_list(deploy):
         "--flash-attn": "on",
         "--cache-type-k": "q8_0",
         "--cache-type-v": "q8_0",
-        "--no-mmap": True,
+        "--load-mode": "none",
+        # server.env.debug (default on): the buffer-size lines verification reads.
+        "--verbosity": "4",
         "--n-predict": "20480",
     }
     assert run.outputs["server_arguments"] == argv
