@@ -109,7 +109,10 @@ class LlamaServerApi:
     name = "llama-server"
 
     def __init__(self, url: str, timeout_s: float):
-        self.client = httpx.Client(base_url=url, timeout=timeout_s)
+        # A connection per request: llama-server may close a kept-alive connection after a streamed
+        # answer just as the next request is sent on it ("Server disconnected without sending a
+        # response", seen with scripts/bench against b11312).
+        self.client = httpx.Client(base_url=url, timeout=timeout_s, headers={"Connection": "close"})
 
     def props(self) -> dict[str, Any]:
         response = self.client.get("/props")
