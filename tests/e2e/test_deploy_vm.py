@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.request
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,21 @@ class Deployment:
         log = subprocess.run(["docker", "logs", self.blobs_container], capture_output=True, text=True, check=True)
         # busybox httpd -v logs one "response:CODE" line per request; it serves only blobs.
         return len(re.findall(r"response:2\d\d", log.stdout + log.stderr))
+
+    def model_blob_downloads(self) -> int:
+        """Requests for the tiny model's blobs only: the same blob server also hands out the
+        layers of the images the VM pulls (llama-server's, at the engine switch)."""
+        manifest = urllib.request.Request(
+            f"http://{self.registry.push_address}/v2/library/{MODEL.replace(':', '/manifests/')}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
+        with urllib.request.urlopen(manifest, timeout=30) as response:
+            listed = json.load(response)
+        digests = [entry["digest"].split(":", 1)[1] for entry in [listed["config"], *listed["layers"]]]
+        log = subprocess.run(["docker", "logs", self.blobs_container], capture_output=True, text=True, check=True)
+        # busybox httpd -v logs each request's "url:<path>"; the registry's storage path holds the digest.
+        return sum(1 for line in (log.stdout + log.stderr).splitlines()
+                   if "url:" in line and any(digest in line for digest in digests))
 
 
 def stack_config(vm: rig.Vm, registry: rig.Registry, nvidia: harness.AptRepo, gguf: Path) -> dict:
@@ -275,7 +291,8 @@ def _chat(deployment: Deployment, max_seconds: int = 60) -> subprocess.Completed
 
 
 def test_switching_to_llama_server_is_one_up_that_takes_over_the_port_and_keeps_the_models(deployment: Deployment):
-    created, downloads = _volume_created(deployment, "ollama"), deployment.blob_downloads()
+    created, downloads = _volume_created(deployment, "ollama"), deployment.model_blob_downloads()
+    assert downloads > 0, "the first up pulled the model: the count must see it"
     deployment.pulumi("config", "set", "--path", "llamaServer.image", deployment.llama_image)
     deployment.pulumi("config", "set", "--path", "server.engine", "llama-server")
     planned = changes(deployment.pulumi("preview", "--json"))
@@ -287,7 +304,7 @@ def test_switching_to_llama_server_is_one_up_that_takes_over_the_port_and_keeps_
     assert deployment.on_vm(f"docker inspect --format '{{{{.State.Health.Status}}}}' {LLAMA_CONTAINER}").strip() == "healthy"
     # The GGUF Ollama pulled is the one llama-server loads: nothing downloaded, the volume is the same.
     assert "already in volume ollama; not fetching" in up.stdout, up.stdout
-    assert deployment.blob_downloads() == downloads
+    assert deployment.model_blob_downloads() == downloads
     assert _volume_created(deployment, "ollama") == created
     answer = json.loads(_chat(deployment).stdout)
     assert answer["model"] == ALIAS and answer["choices"][0]["message"]
@@ -310,20 +327,20 @@ def test_frozen_llama_server_restarts_and_answers_again_by_itself(deployment: De
 
 
 def test_a_new_models_volume_gets_the_gguf_from_the_registry_by_digest(deployment: Deployment):
-    downloads = deployment.blob_downloads()
+    downloads = deployment.model_blob_downloads()
     deployment.pulumi("config", "set", "--path", "server.modelsVolume", "models-e2e")
     up = deployment.pulumi("up", "--yes")
     assert "changed: fetched" in up.stdout and "checked against its sha256" in up.stdout, up.stdout
-    assert deployment.blob_downloads() > downloads
+    assert deployment.model_blob_downloads() > downloads
     assert _chat(deployment).returncode == 0
 
 
 def test_switching_back_to_ollama_finds_the_model_llama_server_fetched(deployment: Deployment):
-    downloads = deployment.blob_downloads()
+    downloads = deployment.model_blob_downloads()
     deployment.pulumi("config", "set", "--path", "server.engine", "ollama")
     up = deployment.pulumi("up", "--yes")
     # The volume the fetch step filled is an Ollama model store: no pull, no download.
     assert "already present; not pulling" in up.stdout, up.stdout
-    assert deployment.blob_downloads() == downloads
+    assert deployment.model_blob_downloads() == downloads
     assert "ollama" in _containers(deployment) and LLAMA_CONTAINER not in _containers(deployment)
     assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
