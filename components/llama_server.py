@@ -9,6 +9,7 @@ import pulumi_docker as docker
 
 from components.ollama_server import LOG_OPTIONS, PUBLIC_BIND_LABEL
 from components.transport import CommandTarget, HostCommand
+from ollama_gpu.go_duration import seconds_text
 from ollama_gpu.settings import LlamaServerSettings, ServerSettings
 from ollama_gpu.shell import render_script
 
@@ -51,12 +52,12 @@ class LlamaServer(pulumi.ComponentResource):
                     "PROBE_TIMEOUT_SECONDS": heal.probe_timeout_seconds,
                     "FAILURES_BEFORE_RESTART": heal.failures_before_restart,
                 })],
-                interval=f"{heal.probe_interval_seconds}s",
+                interval=seconds_text(heal.probe_interval_seconds),
                 # Docker's own limit stays above the script's two probes so the script can count and act.
-                timeout=f"{2 * heal.probe_timeout_seconds + 5}s",
+                timeout=seconds_text(2 * heal.probe_timeout_seconds + 5),
                 retries=heal.failures_before_restart,
                 # The model loads before the server answers: loading is not a failure.
-                start_period=f"{server.startup_timeout_seconds}s",
+                start_period=seconds_text(server.startup_timeout_seconds),
             ),
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -6,6 +6,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
+from ollama_gpu.go_duration import seconds_text
 from ollama_gpu.server_env import effective_env
 from ollama_gpu.settings import ServerSettings, duration_seconds
 from ollama_gpu.shell import render_script
@@ -52,11 +53,11 @@ class OllamaServer(pulumi.ComponentResource):
                     "PROBE_TIMEOUT_SECONDS": heal.probe_timeout_seconds,
                     "FAILURES_BEFORE_RESTART": heal.failures_before_restart,
                 })],
-                interval=f"{heal.probe_interval_seconds}s",
+                interval=seconds_text(heal.probe_interval_seconds),
                 # Docker's own limit stays above the script's so the script can count and act.
-                timeout=f"{heal.probe_timeout_seconds + 5}s",
+                timeout=seconds_text(heal.probe_timeout_seconds + 5),
                 retries=heal.failures_before_restart,
-                start_period="30s",
+                start_period=seconds_text(30),
             ),
             log_driver="json-file",
             log_opts=LOG_OPTIONS,

@@ -32,3 +32,16 @@ def parse_nanoseconds(text: str) -> Optional[int]:
     if nanoseconds > LONGEST_NANOSECONDS + (1 if sign < 0 else 0):
         return None
     return sign * nanoseconds
+
+
+def seconds_text(seconds: int) -> str:
+    """Whole seconds as Go's time.Duration.String writes them ("45s", "5m0s", "1h0m0s"): Docker
+    reads a health check's durations back in this form, so any other spelling of the same time
+    would show as a change in every `pulumi preview`."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

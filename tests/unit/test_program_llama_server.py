@@ -13,6 +13,7 @@ from tests.unit.conftest import (
     local_config,
     remote_config,
     script_parameters,
+    with_overrides,
 )
 
 pytestmark = pytest.mark.usefixtures("ssh_agent")
@@ -114,8 +115,9 @@ def test_the_container_is_loopback_bound_rotated_restarted_and_health_checked(de
     assert check["tests"][:3] == ["CMD", "bash", "-c"]
     assert script_parameters(check["tests"][3]) == {"PROBE_TIMEOUT_SECONDS": "5", "FAILURES_BEFORE_RESTART": "3"}
     assert "/slots" in check["tests"][3]
-    # Loading the model is the container's start: the health check's grace covers the whole wait.
-    assert check["startPeriod"] == f"{int(inputs['waitTimeout'])}s"
+    # Loading the model is the container's start: the health check's grace covers the whole wait
+    # (300 s), spelled as Docker reads it back, or every preview would show a change.
+    assert int(inputs["waitTimeout"]) == 300 and check["startPeriod"] == "5m0s"
     assert container.delete_before_replace
 
 
@@ -180,3 +182,16 @@ def test_verification_reads_the_report_step(deploy):
     assert run.outputs["verification"] == {"status": "not run yet"}
     # Ollama's layer plan says nothing about llama.cpp's placement.
     assert run.outputs["plan"] is None and run.outputs["plan_table"] == ""
+
+
+@pytest.mark.parametrize("stack, config", [("a10", remote_config("a10", LLAMA)), ("a10", remote_config("a10"))], ids=["llama-server", "ollama"])
+def test_health_check_durations_are_written_as_docker_reads_them_back(deploy, stack, config):
+    """Docker returns a health check's durations in Go's spelling; "90s" would come back as "1m30s"
+    and show as a change in every preview (the e2e's --expect-no-changes found it)."""
+    slow = with_overrides(config, {"server": {"selfHeal": {"probeIntervalSeconds": 90, "probeTimeoutSeconds": 60},
+                                              "startupTimeoutSeconds": 3600}})
+    (container,) = deploy(stack, slow).of_type(CONTAINER)
+    check = container.inputs["healthcheck"]
+    assert check["interval"] == "1m30s"
+    assert check["timeout"] in ("1m5s", "2m5s")
+    assert check["startPeriod"] in ("30s", "1h0m0s")
