@@ -16,6 +16,7 @@ here, so a changed format fails loudly instead of yielding a short list.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,11 @@ class Flag:
     env: str | None  # LLAMA_ARG_*; a flag with a --no- form also reads LLAMA_ARG_NO_*
     section: str  # "common params", "sampling params", "speculative params", "example-specific params"
     help: str  # the help text, lines joined by spaces, without the env note
+
+    @property
+    def values_taken(self) -> int:
+        """How many arguments follow the flag: none for a switch, two for a hint like "START END"."""
+        return 0 if self.value_hint is None else len(self.value_hint.split(" "))
 
 
 class FlagTable:
@@ -62,6 +68,23 @@ class FlagTable:
     @property
     def env_names(self) -> frozenset[str]:
         return frozenset(flag.env for flag in self.flags if flag.env)
+
+    def unknown_options(self, args: Sequence[str]) -> list[str]:
+        """The options in a llama-server argument list (what follows the program name) that this
+        build does not have, read as common_params_parse_ex reads them: every argument that is not
+        a value must be an option, each option takes the values its hint shows, and "--" options
+        may be spelled with underscores. The server exits with "invalid argument" on any of them."""
+        unknown = []
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            name = arg.replace("_", "-") if arg.startswith("--") else arg
+            if name in self._by_name:
+                index += 1 + self._by_name[name].values_taken
+            else:
+                unknown.append(arg)
+                index += 1
+        return unknown
 
 
 def _split_names(head: str, line_number: int) -> tuple[tuple[str, ...], str | None]:

@@ -61,9 +61,14 @@ def test_version_is_the_pinned_build(llama_server_binary: Path):
     assert f"(build {pins['LLAMA_CPP_BUILD']}, commit {pins['LLAMA_CPP_COMMIT'][:9]})" in version.stderr + version.stdout
 
 
-def test_stack_flags_exist_in_the_pinned_help():
-    flags = pinned_flags()
-    assert [name for name in STACK_FLAGS if name.startswith("-") and name not in flags] == []
+@pytest.mark.parametrize("extra", [[], ["--no-such-flag"], ["--alias", "a", "--ctx_size", "64"], ["--fit", "off", "on"]])
+def test_the_flag_table_accepts_exactly_what_the_build_accepts(llama_server_binary: Path, extra: list[str]):
+    """--version, last, exits 0 only once every argument before it has been parsed (common/arg.cpp
+    runs each handler in order and rejects an unknown argument at once)."""
+    args = [*STACK_FLAGS, *extra]
+    env = {"PATH": "/usr/bin:/bin"}
+    parsed = subprocess.run([llama_server_binary, *args, "--version"], capture_output=True, env=env, check=False)
+    assert (parsed.returncode == 0) == (pinned_flags().unknown_options(args) == []), parsed.stderr
 
 
 def test_serves_the_alias_with_the_stack_flags_and_logs_its_buffers(
@@ -85,7 +90,13 @@ def test_serves_the_alias_with_the_stack_flags_and_logs_its_buffers(
 
     buffers = {(match["kind"], match["buffer"]): float(match["mib"]) for match in BUFFER_LINE.finditer(log)}
     assert {kind for kind, _ in buffers} == {"model", "KV", "compute"}, log
-    # K and V of every layer, for the whole context (the slots share it), in q8_0.
+    # Each flag took effect, as the context's own log lines say; --n-cpu-moe works through tensor
+    # overrides (common/arg.cpp), which the loader reports even with no GPU to keep the rest on.
+    for line in ("llama_context: n_ctx                 = 4096", "llama_context: n_seq_max             = 2",
+                 "llama_context: flash_attn            = enabled", "K (q8_0):", "V (q8_0):",
+                 "llama_model_loader: tensor overrides to CPU are used"):  # fmt: skip
+        assert line in log, line
+    # K and V of every layer for the whole context (split between the slots), in q8_0.
     kv_width = tiny_model.HEAD_COUNT_KV * tiny_model.HEAD_DIM
     expected_kv = 2 * tiny_model.BLOCK_COUNT * CONTEXT * kv_width * Q8_0_BYTES_PER_VALUE / 2**20
     assert buffers[("KV", "CPU")] == pytest.approx(expected_kv, abs=0.01)

@@ -93,3 +93,17 @@ def test_the_pinned_build_has_the_flags_the_engine_uses(names: tuple[str, ...], 
     found = {flags[name] for name in names}
     assert len(found) == 1, f"{names} are not one flag"
     assert found.pop().env == env
+
+
+def test_unknown_options_reads_values_as_the_server_does():
+    flags = FlagTable(parse_help(SAMPLE))
+    # "-c" takes "-1" as its value; --no-mmap and -h take none; "--ctx_size" is "--ctx-size".
+    assert flags.unknown_options(["-c", "-1", "--no-mmap", "--ctx_size", "8", "-h"]) == []
+    assert flags.unknown_options(["--alias", "--mmap", "--bogus", "-x", "--fit", "on"]) == ["--bogus", "-x", "--fit", "on"]
+
+
+def test_a_two_part_hint_takes_two_values():
+    text = "----- common params -----\n--range START END                       two values\n"
+    flags = FlagTable(parse_help(text))
+    assert flags["--range"].values_taken == 2
+    assert flags.unknown_options(["--range", "1", "2", "--range", "3"]) == []
