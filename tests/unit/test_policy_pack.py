@@ -352,3 +352,17 @@ def test_an_unknown_value_in_a_preview_is_reported_not_judged(analyzer):
     found = analyze(analyzer, REMOTE_IMAGE, {"name": UNKNOWN_STRING_VALUE})
     assert [(name, level) for name, level, _ in found] == [("image-pinned", proto.ADVISORY)]
     assert "can't run policy" in found[0][2]
+
+
+def test_a_llama_server_stack_as_the_program_registers_it_passes_the_pack(analyzer, offline_env, monkeypatch):
+    from ollama_gpu.offline import run_program
+    from tests.unit.conftest import remote_config
+
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/test-agent.sock")
+    run = run_program("a10", remote_config("a10", {"server": {"engine": "llama-server"}}))
+    found = {
+        f"{resource.type} {resource.name}": analyze(analyzer, resource.type, resource.inputs, resource.protect)
+        for resource in run.resources
+    }
+    assert {name: diagnostics for name, diagnostics in found.items() if diagnostics} == {}
+    assert "docker:index/container:Container llama-server-container" in found
