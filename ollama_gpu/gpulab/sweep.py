@@ -168,6 +168,8 @@ def run_point(
         "gpu_free_before": gpu[0] if gpu else None,
         "gpu_total": gpu[1] if gpu else None,
         "env": env | {"OLLAMA_MODELS": "<lab models dir>"},
+        # A build beside a point (run.sh overlaps the first sweeps with one) shows here.
+        "host_load_before": round(os.getloadavg()[0], 2),
         "requests": [],
     }
     options = {"num_ctx": args.num_ctx, "num_batch": point.num_batch or args.num_batch, "use_mmap": False}
@@ -215,7 +217,7 @@ def run_point(
     return record
 
 
-def _write_model(args: argparse.Namespace, key: str) -> tuple[str, Path, dict[str, Any]]:
+def write_model(args: argparse.Namespace, key: str) -> tuple[str, Path, dict[str, Any]]:
     model = MODELS[key]
     if args.scale_blocks:
         model = scaled_down(model, args.scale_blocks, args.scale_vocab)
@@ -253,17 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-blocks", type=int, default=0, help="tests: keep only this many blocks")
     parser.add_argument("--scale-vocab", type=int, default=4096, help="tests: vocabulary when scaled down")
     parser.add_argument("--gguf-only", action="store_true", help="only write the model's GGUF into the store")
+    parser.add_argument("--keep-gguf", action="store_true", help="leave the GGUF for a later sweep (llama-server's)")
     args = parser.parse_args(argv)
     deadline = args.deadline or time.time() + 3600
     args.log_dir.mkdir(parents=True, exist_ok=True)
     if args.gguf_only:
-        print(_write_model(args, args.model)[2])
+        print(write_model(args, args.model)[2])
         return 0
 
     host = json.loads(args.host_info.read_text()) if args.host_info else hostinfo.collect()
     version = subprocess.run([args.ollama, "--version"], capture_output=True, text=True,
                              env={**os.environ, "OLLAMA_HOST": "127.0.0.1:9"}).stdout.strip()
-    digest, blob, gguf = _write_model(args, args.model)
+    digest, blob, gguf = write_model(args, args.model)
     model_name = f"lab-{args.model}".lower()
     results: dict[str, Any] = {
         "lab_format": 1, "model": args.model, "ollama_version": version, "host": host, "gguf": gguf,
@@ -293,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.model} {point.label}: {re.sub('.*msg=', '', offloaded)} {summary} {run.get('error', '')}",
                   flush=True)
     finally:
-        blob.unlink(missing_ok=True)
+        if not args.keep_gguf:
+            blob.unlink(missing_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
     return 0
 
