@@ -13,7 +13,10 @@ set -euo pipefail
 
 SOURCE_DIR="$(cd "$1" && pwd)"
 BUILD_DIR="$2"
-BUILD_NUMBER="$(sed -n 's/^LLAMA_CPP_BUILD=//p' "$(dirname "${BASH_SOURCE[0]}")/../../pins.env")"
+PINS="$(dirname "${BASH_SOURCE[0]}")/../../pins.env"
+BUILD_NUMBER="$(sed -n 's/^LLAMA_CPP_BUILD=//p' "$PINS")"
+# Given explicitly: CMake would otherwise ask git, which finds this repository around the source.
+BUILD_COMMIT="$(sed -n 's/^LLAMA_CPP_COMMIT=//p' "$PINS" | cut -c1-9)"
 
 arch="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '. ')"
 [[ "$arch" =~ ^[0-9]+$ ]] || { echo "build-llama-cuda: cannot read the GPU's compute capability" >&2; exit 1; }
@@ -27,7 +30,7 @@ cmake -S "$SOURCE_DIR" -B "$BUILD_DIR" -G Ninja \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
-  -DLLAMA_BUILD_NUMBER="$BUILD_NUMBER" >&2
+  -DLLAMA_BUILD_NUMBER="$BUILD_NUMBER" -DLLAMA_BUILD_COMMIT="$BUILD_COMMIT" >&2
 cmake --build "$BUILD_DIR" --target llama-server -j "$(nproc)" >&2
 "$BUILD_DIR/bin/llama-server" --version >&2
 echo "$BUILD_DIR/bin/llama-server"

@@ -19,6 +19,7 @@
 #   carry/ollama-cmake.tar.xz   Ollama's CMake project, for the CUDA backend
 #   carry/ggml-cuda.tar.xz      optional: a CUDA backend an earlier run built (skips the build)
 #   carry/llama-cpp-src.tar.xz  llama.cpp's source at the pinned build, for llama-server
+#   carry/llama-cuda.tar.xz     optional: the llama-server an earlier run built (skips the build)
 # Outputs in OUT_DIR: host.json, one <model>.json per spec, logs.tar.gz (server logs,
 # build log, timeline), and ggml-cuda.tar.xz.part-* when this run built the backend (join the parts
 # into LAB_DIR/carry/ggml-cuda.tar.xz to skip the build next time).
@@ -49,12 +50,19 @@ done
 
 llama_server="$LAB_DIR/build-llama-cuda/bin/llama-server"
 llama_build_pid=""
+if [[ -n "$wants_llama" && ! -x "$llama_server" && -f "$LAB_DIR/carry/llama-cuda.tar.xz" ]]; then
+  say "using the carried llama-server build"
+  tar -xJf "$LAB_DIR/carry/llama-cuda.tar.xz" -C "$LAB_DIR"
+fi
 if [[ -n "$wants_llama" && ! -x "$llama_server" ]]; then
   say "building llama-server (CUDA)"
   mkdir -p "$LAB_DIR/llama-cpp-src"
   tar -xJf "$LAB_DIR/carry/llama-cpp-src.tar.xz" -C "$LAB_DIR/llama-cpp-src"
-  "$REPO_ROOT/scripts/gpu-lab/build-llama-cuda.sh" "$LAB_DIR/llama-cpp-src" "$LAB_DIR/build-llama-cuda" \
-    >"$logs/build-llama-cuda.log" 2>&1 &
+  # The build comes back as llama-cuda.tar.xz.part-* (join them into LAB_DIR/carry/llama-cuda.tar.xz
+  # and the next machine skips the build).
+  { "$REPO_ROOT/scripts/gpu-lab/build-llama-cuda.sh" "$LAB_DIR/llama-cpp-src" "$LAB_DIR/build-llama-cuda" &&
+    tar -cf - -C "$LAB_DIR" build-llama-cuda/bin | xz -T0 -6 | split -b 15M - "$OUT_DIR/llama-cuda.tar.xz.part-"
+  } >"$logs/build-llama-cuda.log" 2>&1 &
   llama_build_pid=$!
 fi
 
