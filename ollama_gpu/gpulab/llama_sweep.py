@@ -7,7 +7,7 @@ file that sweep writes; ``--keep-gguf`` there leaves it for this one, and this o
 A point names a card and a placement: ``a10/fit`` lets ``--fit`` size the model to the free VRAM
 less the margin (the stack's GPU overhead), ``a10/n20`` keeps the expert tensors of the first 20
 layers in host RAM (``-ngl 999 --n-cpu-moe 20 --fit off``); ``/mmap`` keeps llama.cpp's default
-memory-mapped weights instead of ``--no-mmap``; ``/ub2048`` sets the physical batch (``-ub``, and
+memory-mapped weights instead of ``--load-mode none`` (this build's spelling of --no-mmap); ``/ub2048`` sets the physical batch (``-ub``, and
 ``-b`` to match) instead of the default 512: with experts in host RAM every physical batch of a
 prompt copies them to the GPU once. The card's free VRAM is emulated by holding the
 rest of the GPU (``ollama_gpu.gpulab.vram_hold``): llama-server has no overhead setting, and its
@@ -91,7 +91,7 @@ def server_arguments(args: argparse.Namespace, point: LlamaPoint, gguf: Path) ->
         "--alias", "lab", "-lv", "4",
     ]
     if not point.mmap:
-        command.append("--no-mmap")
+        command += ["--load-mode", "none"]
     if point.ubatch:
         command += ["-ub", str(point.ubatch), "-b", str(max(point.ubatch, 2048))]
     if point.n_cpu_moe is None:

@@ -33,7 +33,7 @@ def test_fit_leaves_the_margin_and_sets_no_layer_count():
     assert command[command.index("--fit") + 1] == "on"
     assert command[command.index("--fit-target") + 1] == "1024"
     assert "-ngl" not in command and "--n-cpu-moe" not in command
-    assert "--no-mmap" in command
+    assert command[command.index("--load-mode") + 1] == "none"
 
 
 def test_explicit_expert_offload_turns_fitting_off():
@@ -41,7 +41,7 @@ def test_explicit_expert_offload_turns_fitting_off():
     assert command[command.index("--n-cpu-moe") + 1] == "20"
     assert command[command.index("-ngl") + 1] == "999"
     assert command[command.index("--fit") + 1] == "off"
-    assert "--no-mmap" not in command and "-ub" not in command
+    assert "--load-mode" not in command and "-ub" not in command
     assert command[command.index("-c") + 1] == "32768" and command[command.index("-np") + 1] == "1"
 
 
