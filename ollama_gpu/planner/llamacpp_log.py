@@ -21,7 +21,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ollama_gpu.planner.llamacpp_placement import DEFAULT_FIT_TARGET, ServerSettings
+from ollama_gpu.planner.geometry import ModelGeometry
+from ollama_gpu.planner.llamacpp_placement import (
+    COMPUTE_UNCERTAINTY, DEFAULT_FIT_TARGET, LlamaPlacement, ServerSettings, fit_prediction, n_cpu_moe_overrides,
+    place_llama_server,
+)
 from ollama_gpu.planner.units import MIB
 
 _BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size =\s*([\d.]+) MiB")
@@ -111,3 +115,50 @@ def settings_from_args(args: Sequence[str]) -> ServerArgs:
         fit=values.get("fit", "on") in ("on", "1", "true"),
         fit_target=int(values["fitt"].split(",")[0]) * MIB if "fitt" in values else DEFAULT_FIT_TARGET,
     )
+
+
+def planned_for_args(geometry: ModelGeometry, args: ServerArgs, gpu_free: int | None) -> LlamaPlacement:
+    """What the planner predicts for this command line: an explicit -ngl / --n-cpu-moe placement,
+    or, with neither and --fit on, the fit's choice for ``gpu_free`` (the free VRAM the driver
+    reported before the start). The fit only sees free - margin, so a lab that emulates a smaller
+    card with a larger --fit-target is exact in the fit's terms."""
+    overrides = n_cpu_moe_overrides(args.n_cpu_moe or 0)
+    if args.n_gpu_layers is None and args.n_cpu_moe is None and args.fit:
+        if gpu_free is None:
+            raise ValueError("a --fit run needs the free VRAM before the start")
+        return fit_prediction(geometry, args.settings, free_vram=gpu_free, margin=args.fit_target).placement
+    ngl = 999 if args.n_gpu_layers is None else args.n_gpu_layers
+    return place_llama_server(geometry, args.settings, n_gpu_layers=ngl, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class BufferFigure:
+    """One buffer planned against measured: within ``relative`` of it, or ``absolute`` bytes."""
+
+    name: str
+    planned: int
+    measured: int
+    relative: float = 0.0
+    absolute: int = 0
+    at_least: bool = False  # the measured buffer may be larger (a mapped file span)
+
+    @property
+    def ok(self) -> bool:
+        if self.at_least:
+            return self.measured >= self.planned * (1 - self.relative)
+        return abs(self.planned - self.measured) <= max(self.relative * self.measured, self.absolute)
+
+
+def buffer_figures(planned: LlamaPlacement, measured: MeasuredBuffers) -> list[BufferFigure]:
+    """The comparisons issue 10 asks of the planner: weights and KV within 1% per device, the GPU
+    compute buffer within the planner's stated uncertainty. A mapped host buffer spans the file
+    range around the host tensors, so it is only checked to be at least their size."""
+    mapped = planned.settings.mmap
+    return [
+        BufferFigure("model GPU", planned.model_gpu, measured.gpu("model"), relative=0.01),
+        BufferFigure("model host", planned.model_host, measured.host("model"), relative=0.01, at_least=mapped),
+        BufferFigure("KV GPU", planned.kv_gpu, measured.gpu("KV"), relative=0.01),
+        BufferFigure("KV host", planned.kv_cpu, measured.host("KV"), relative=0.01),
+        BufferFigure("compute GPU", planned.compute.gpu, measured.gpu("compute"), absolute=COMPUTE_UNCERTAINTY),
+        BufferFigure("compute host", planned.compute.host, measured.host("compute"), absolute=COMPUTE_UNCERTAINTY),
+    ]

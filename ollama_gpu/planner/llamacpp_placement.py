@@ -52,7 +52,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from ollama_gpu.planner.architectures import LayerCache, round_up
 from ollama_gpu.planner.geometry import GGML_TYPE_LAYOUT, ModelGeometry, TensorInfo, is_routed_expert
@@ -110,9 +110,14 @@ def n_cpu_moe_overrides(n: int) -> tuple[Override, ...]:
 def override_device(name: str, overrides: Sequence[Override]) -> str | None:
     """The device of the first pattern std::regex_search finds in ``name`` (buft_for_tensor)."""
     for pattern, device in overrides:
-        if re.search(pattern, name):
+        if _compiled(pattern).search(name):
             return device
     return None
+
+
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 class Fraction(enum.IntEnum):
@@ -255,6 +260,7 @@ def _is_quantized(ggml_type: str) -> bool:
     return GGML_TYPE_LAYOUT[ggml_type.upper()][0] > 1
 
 
+@lru_cache(maxsize=65536)
 def cuda_alloc_bytes(tensor: TensorInfo) -> int:
     """ggml_backend_cuda_buffer_type_get_alloc_size, aligned as ggml-alloc lays tensors out."""
     size = tensor.nbytes
@@ -396,12 +402,28 @@ def smallest_n_cpu_moe(geometry: ModelGeometry, settings: ServerSettings, *, fre
     """Fewest blocks whose experts go to host RAM (``-ngl 999 --n-cpu-moe N``) so that the GPU's
     model, KV and compute buffers stay within ``free_vram - margin``."""
     budget = free_vram - margin
-    placement = place_llama_server(geometry, settings)
-    for n in range(geometry.block_count + 1 if geometry.is_moe else 1):
-        placement = place_llama_server(geometry, settings, overrides=n_cpu_moe_overrides(n))
-        if placement.gpu_total <= budget:
-            return ExpertOffload(n, placement, budget)
-    return ExpertOffload(None, placement, budget)
+
+    def place(n: int) -> LlamaPlacement:
+        return place_llama_server(geometry, settings, overrides=n_cpu_moe_overrides(n))
+
+    placement = place(0)
+    if placement.gpu_total <= budget or not geometry.is_moe:
+        return ExpertOffload(0 if placement.gpu_total <= budget else None, placement, budget)
+    # From one block on, each further block only takes weights off the GPU (the staged copy is
+    # already counted), so the GPU total falls with N and a bisection finds the first that fits.
+    low, high = 0, geometry.block_count
+    last = place(high)
+    if last.gpu_total > budget:
+        return ExpertOffload(None, last, budget)
+    found = last
+    while high - low > 1:
+        middle = (low + high) // 2
+        trial = place(middle)
+        if trial.gpu_total <= budget:
+            high, found = middle, trial
+        else:
+            low = middle
+    return ExpertOffload(high, found, budget)
 
 
 @dataclass(frozen=True)
