@@ -69,6 +69,7 @@ class ServerArgs:
     fit_target: int
 
 
+_TRUTHY = ("on", "enabled", "true", "1")
 _VALUE_FLAGS = {
     "-c": "ctx", "--ctx-size": "ctx", "-np": "parallel", "--parallel": "parallel", "-ub": "ubatch",
     "--ubatch-size": "ubatch", "-b": "batch", "--batch-size": "batch", "-ctk": "ctk", "--cache-type-k": "ctk",
@@ -105,14 +106,15 @@ def settings_from_args(args: Sequence[str]) -> ServerArgs:
         ubatch=int(values.get("ubatch", 512)),
         batch=int(values.get("batch", 2048)),
         cache_type=values.get("ctk", "f16"),
-        flash_attention=values.get("fa", "on") in ("on", "auto", "1", "true"),
+        # common/arg.cpp is_truthy / is_autoy; "auto" turns flash attention on where the GPU supports it.
+        flash_attention=values.get("fa", "auto") in (*_TRUTHY, "auto", "-1"),
         mmap=values.get("load", "auto") in ("auto", "mmap", "mmap+mlock") and "--no-mmap" not in flags,
     )
     return ServerArgs(
         settings=settings,
         n_gpu_layers=None if ngl in (None, "auto") else 999 if ngl == "all" else int(ngl),
         n_cpu_moe=int(values["ncmoe"]) if "ncmoe" in values else None,
-        fit=values.get("fit", "on") in ("on", "1", "true"),
+        fit=values.get("fit", "on") in _TRUTHY,
         fit_target=int(values["fitt"].split(",")[0]) * MIB if "fitt" in values else DEFAULT_FIT_TARGET,
     )
 

@@ -65,8 +65,13 @@ class LlamaServerPlan:
         if self.free_vram is None:
             return [*flags, "-ngl", "0"]
         if self.n_cpu_moe is not None:
-            flags += ["-ngl", "999"] + (["--n-cpu-moe", str(self.n_cpu_moe)] if self.n_cpu_moe else [])
+            # --fit would only give up on an explicit -ngl after a dry-run load (common/fit.cpp).
+            flags += ["--fit", "off", "-ngl", "999"] + (["--n-cpu-moe", str(self.n_cpu_moe)] if self.n_cpu_moe else [])
         return flags
+
+    def fit_flags(self) -> list[str]:
+        """The alternative: let llama-server fit itself, with the same margin."""
+        return ["--fit", "on", "--fit-target", str(self.margin // (1 << 20))]
 
     def to_dict(self) -> dict[str, Any]:
         p, fit = self.placement, self.fit
@@ -87,7 +92,7 @@ class LlamaServerPlan:
             },
             "tensors": [{"what": what, "device": device, "bytes": size} for what, device, size in describe_tensors(p)],
             "fit": None if fit is None else {
-                "changed": fit.changed, "n_gpu_layers": fit.layers.n_layer, "n_part": fit.layers.n_part,
+                "flags": self.fit_flags(), "changed": fit.changed, "n_gpu_layers": fit.layers.n_layer, "n_part": fit.layers.n_part,
                 "first_partial_fraction": fit.layers.overflow.name, "cpu_expert_blocks": list(fit.cpu_expert_blocks),
                 "gpu_total": fit.placement.gpu_total, "steps": list(fit.steps),
             },
@@ -124,7 +129,7 @@ class LlamaServerPlan:
             what = ("no change: everything fits" if not fit.changed else
                     f"-ngl {fit.layers.n_layer}, experts of blocks {block_ranges(fit.cpu_expert_blocks)} in host RAM "
                     f"(first partial block: {fit.layers.overflow.name}), GPU total {format_ollama(fit.placement.gpu_total)}")
-            lines.append(f"--fit:   with --fit-target {self.margin // (1 << 20)} it would run {what}")
+            lines.append(f"--fit:   with {' '.join(self.fit_flags())} instead it would run {what}")
         d = self.decode
         lines.append(f"decode:  at most {d.tokens_per_s:.1f} tokens/s with {d.context_fill} tokens in context "
                      f"(reads {format_ollama(d.gpu_bytes_per_token)} from VRAM and {format_ollama(d.cpu_bytes_per_token)} "

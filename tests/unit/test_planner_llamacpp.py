@@ -284,7 +284,8 @@ def test_the_plan_chooses_n_and_says_what_fit_would_do():
     data = plan.to_dict()
     assert data["engine"] == "llama-server"
     assert data["llama_server"]["n_cpu_moe"] == 20 and data["llama_server"]["n_cpu_moe_chosen_by_planner"]
-    assert data["llama_server"]["flags"][-4:] == ["-ngl", "999", "--n-cpu-moe", "20"]
+    assert data["llama_server"]["flags"][-6:] == ["--fit", "off", "-ngl", "999", "--n-cpu-moe", "20"]
+    assert data["llama_server"]["fit"]["flags"] == ["--fit", "on", "--fit-target", "1024"]
     assert data["llama_server"]["fit"]["cpu_expert_blocks"] == list(range(28, 48))
     assert data["memory"]["weights"]["gpu"] == 48 * DENSE + 28 * EXPERTS_CUDA + OUTPUT
     assert data["memory"]["kv_cache"] == {"gpu": 48 * KV_LAYER, "cpu": 0}
