@@ -357,8 +357,10 @@ def compute_buffers(geometry: ModelGeometry, placement: LlamaPlacement) -> Compu
     - The GPU's FFN phase holds the activations graph.py counts (activation_bytes) and, when some
       weight the GPU computes with lives in host RAM, the staged copy of the largest such tensor
       (graph.staged_weight_bytes, one copy at a time: each host weight starts its own split).
-    - The attention phase holds the query, the attention output and two hidden vectors; without
-      flash attention the f32 scores [cells, tokens, heads] and their softmax instead.
+    - The attention phase holds the query, the attention output and two hidden vectors, plus with
+      a quantized cache the f16 copies of K and V that CUDA's flash attention allocates with its
+      output (ggml-cuda/fattn.cu ggml_cuda_flash_attn_ext_get_alloc_size); without flash attention
+      the f32 scores [cells, tokens, heads] and their softmax instead.
     - Outputs: llama-server reserves only ``parallel`` rows of logits (n_outputs_max), so the
       output phase is small; the logits themselves sit in a host "output buffer".
     No CUDA pool or cuBLAS workspace is counted: llama.cpp's log and --fit count the scheduler's
@@ -380,6 +382,10 @@ def compute_buffers(geometry: ModelGeometry, placement: LlamaPlacement) -> Compu
             ffn += staged_weight_bytes(max(t.nbytes for t in host_weights), activations)
         around = F32 * tokens * (2 * geometry.head_count * geometry.head_dim + 2 * geometry.embedding_length)
         attention = around if settings.flash_attention else 2 * F32 * cells * tokens * geometry.head_count
+        if settings.flash_attention and settings.cache_type != "f16":
+            # ggml-cuda/fattn.cu get_alloc_size: a prompt batch's kernel (MMA or tile) wants f16 K and
+            # V, and their converted copies are allocated with the attention output.
+            attention += 2 * F16 * max(layer.k_dim * layer.heads for layer in _kv_layers(geometry)) * cells
         gpu = mask + max(ffn, attention)
     host = mask + embeddings
     if host_weights and not offloads:

@@ -320,3 +320,13 @@ def test_cli_engine_flag(capsys):
     out = capsys.readouterr().out
     assert "on llama-server" in out and "--n-cpu-moe 20" in out
     assert main(["--model", Q8, "--engine", "vllm"]) == 2
+
+
+def test_a_quantized_cache_adds_cudas_f16_copies_to_the_attention_phase(q8):
+    """Every layer on the GPU, q8_0 KV: the attention phase (query, output, two hidden vectors and
+    the f16 K and V copies flash attention allocates with its output) outgrows the FFN phase."""
+    placement = place_llama_server(q8, ServerSettings(ctx_size=32768, cache_type="q8_0"))
+    attention = 4 * 512 * (2 * 32 * 128 + 2 * 2048) + 2 * 2 * 512 * 32768
+    assert attention > ACTIVATIONS
+    assert placement.compute.gpu == MASK + attention
+    assert placement.kv_gpu == 48 * 2 * 512 * 32768 * 34 // 32
