@@ -348,19 +348,24 @@ def place_llama_server(geometry: ModelGeometry, settings: ServerSettings, *, n_g
 def compute_buffers(geometry: ModelGeometry, placement: LlamaPlacement) -> ComputeBuffers:
     """Estimated "compute buffer size" lines: the prompt graph's largest live set per backend.
 
-    Derived from the graph (src/llama-graph.cpp, models/qwen3moe.cpp) and the scheduler, not
-    measured on llama-server yet (the GPU lab will): expect up to COMPUTE_UNCERTAINTY off.
+    Derived from the graph (src/llama-graph.cpp, src/models/qwen3moe.cpp) and the scheduler, and
+    checked against the pinned build on the CPU (tests/unit/test_planner_llamacpp.py, CPU_RUNS:
+    within 0.1 MiB for seven settings). The GPU side adds what a CPU run cannot show (the staged
+    expert copy and CUDA's flash-attention copies) and is not measured yet: expect up to
+    COMPUTE_UNCERTAINTY off there.
     - The KQ mask is a graph input, so it lives in the host compute buffer, f16 with flash
-      attention (build_attn_inp_kq_mask), f32 without: [kv cells, tokens]. The GPU gets a copy.
+      attention (build_attn_inp_kq_mask), f32 without: [one stream's cells, tokens]; a GPU gets a
+      copy of it.
     - The token embeddings are looked up on the CPU (token_embd is host-resident and GET_ROWS is
       never offloaded): tokens x embedding x f32 in the host buffer.
-    - The GPU's FFN phase holds the activations graph.py counts (activation_bytes) and, when some
-      weight the GPU computes with lives in host RAM, the staged copy of the largest such tensor
+    - The FFN phase holds the MoE or FFN activations graph.py counts (activation_bytes) and one
+      more hidden vector (the residual; measured on the CPU build), and on a GPU, when some weight
+      it computes with lives in host RAM, the staged copy of the largest such tensor
       (graph.staged_weight_bytes, one copy at a time: each host weight starts its own split).
-    - The attention phase holds the query, the attention output and two hidden vectors, plus with
-      a quantized cache the f16 copies of K and V that CUDA's flash attention allocates with its
-      output (ggml-cuda/fattn.cu ggml_cuda_flash_attn_ext_get_alloc_size); without flash attention
-      the f32 scores [cells, tokens, heads] and their softmax instead.
+    - The attention phase holds the query, the attention output and two hidden vectors; with
+      flash attention on CUDA and a quantized cache also the f16 copies of K and V allocated with
+      the attention output (ggml-cuda/fattn.cu ggml_cuda_flash_attn_ext_get_alloc_size); without
+      flash attention the f32 scores [cells, tokens, heads] on top (the softmax reuses them).
     - Outputs: llama-server reserves only ``parallel`` rows of logits (n_outputs_max), so the
       output phase is small; the logits themselves sit in a host "output buffer".
     No CUDA pool or cuBLAS workspace is counted: llama.cpp's log and --fit count the scheduler's
@@ -368,30 +373,30 @@ def compute_buffers(geometry: ModelGeometry, placement: LlamaPlacement) -> Compu
     """
     settings = placement.settings
     tokens = settings.reserve_tokens
-    cells = settings.kv_cells
-    mask = (F16 if settings.flash_attention else F32) * cells * tokens
+    mask = (F16 if settings.flash_attention else F32) * settings.slot_cells * tokens
     embeddings = F32 * tokens * geometry.embedding_length
     activations = activation_bytes(geometry, tokens)
+    ffn = activations + F32 * tokens * geometry.embedding_length
+    attention = F32 * tokens * (2 * geometry.head_count * geometry.head_dim + 2 * geometry.embedding_length)
+    if not settings.flash_attention:
+        attention += F32 * settings.slot_cells * tokens * geometry.head_count
     host_weights = [t for t in placement.tensors if t.device == CPU and t.layer >= 0 and t.layer < placement.n_layer]
-    offloads = settings.op_offload and tokens >= OP_OFFLOAD_MIN_BATCH and placement.n_gpu_layers > 0
+    output = F32 * geometry.vocab_size * settings.parallel
     if placement.n_gpu_layers == 0:
-        gpu = 0
-    else:
-        ffn = activations
-        if host_weights and offloads:
-            ffn += staged_weight_bytes(max(t.nbytes for t in host_weights), activations)
-        around = F32 * tokens * (2 * geometry.head_count * geometry.head_dim + 2 * geometry.embedding_length)
-        attention = around if settings.flash_attention else 2 * F32 * cells * tokens * geometry.head_count
-        if settings.flash_attention and settings.cache_type != "f16":
-            # ggml-cuda/fattn.cu get_alloc_size: a prompt batch's kernel (MMA or tile) wants f16 K and
-            # V, and their converted copies are allocated with the attention output.
-            attention += 2 * F16 * max(layer.k_dim * layer.heads for layer in _kv_layers(geometry)) * cells
-        gpu = mask + max(ffn, attention)
+        # Everything on the CPU: its buffer holds the whole graph.
+        return ComputeBuffers(gpu=0, host=mask + embeddings + max(ffn, attention), output=output)
+    offloads = settings.op_offload and tokens >= OP_OFFLOAD_MIN_BATCH
+    gpu_ffn = ffn
+    if host_weights and offloads:
+        gpu_ffn += staged_weight_bytes(max(t.nbytes for t in host_weights), activations)
+    gpu_attention = attention
+    if settings.flash_attention and settings.cache_type != "f16":
+        # A prompt batch's kernel (MMA or tile) wants f16 K and V: copies of every cell.
+        gpu_attention += 2 * F16 * max(layer.k_dim * layer.heads for layer in _kv_layers(geometry)) * settings.kv_cells
     host = mask + embeddings
     if host_weights and not offloads:
-        host += activations  # the CPU runs its own expert matmuls on the batch
-    output = F32 * geometry.vocab_size * settings.parallel
-    return ComputeBuffers(gpu=gpu, host=host, output=output)
+        host += ffn  # the CPU runs its own expert matmuls on the batch
+    return ComputeBuffers(gpu=mask + max(gpu_ffn, gpu_attention), host=host, output=output)
 
 
 @dataclass(frozen=True)

@@ -41,16 +41,18 @@ DENSE = 2 * 4096 * ROW_2048 + 2 * 512 * ROW_2048 + 2 * 2048 * 4 + 2 * 128 * 4 + 
 OUTPUT = 151936 * ROW_2048 + 2048 * 4
 TOKEN_EMBD = 151936 * ROW_2048
 KV_LAYER = 2 * 512 * 32768 * 2  # K and V, 512 values per cell, 32768 cells, f16
-# Compute buffer: the f16 mask (32768 x 512), the MoE activations (graph.activation_bytes) and the
-# staged expert copy (graph.staged_weight_bytes: expert - activations / 2 + 64 MiB).
+# Compute buffer: the f16 mask (32768 x 512), the MoE activations (graph.activation_bytes) and one
+# more hidden vector, and the staged expert copy (graph.staged_weight_bytes: expert -
+# activations / 2 + 64 MiB).
 MASK = 2 * 32768 * 512
 ACTIVATIONS = 4 * 512 * (2048 * 8 + 3 * 768 * 8 + 3 * 2048)
+HIDDEN = 4 * 512 * 2048
 STAGING = EXPERT_UP - ACTIVATIONS // 2 + 64 * MIB
 
 
 def gpu_total(n):
     model = 48 * DENSE + (48 - n) * EXPERTS_CUDA + OUTPUT
-    return model + 48 * KV_LAYER + MASK + ACTIVATIONS + (STAGING if n else 0)
+    return model + 48 * KV_LAYER + MASK + ACTIVATIONS + HIDDEN + (STAGING if n else 0)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_every_layer_on_the_gpu_matches_the_hand_count(q8):
     assert placement.model_gpu == 48 * (DENSE + EXPERTS_CUDA) + OUTPUT
     assert placement.model_host == TOKEN_EMBD
     assert (placement.kv_gpu, placement.kv_cpu) == (48 * KV_LAYER, 0)
-    assert placement.compute.gpu == MASK + ACTIVATIONS  # nothing staged
+    assert placement.compute.gpu == MASK + ACTIVATIONS + HIDDEN  # nothing staged
     assert placement.compute.host == MASK + 4 * 512 * 2048  # the mask input and the token embeddings
     assert placement.compute.output == 4 * 151936
 
@@ -327,6 +329,40 @@ def test_a_quantized_cache_adds_cudas_f16_copies_to_the_attention_phase(q8):
     the f16 K and V copies flash attention allocates with its output) outgrows the FFN phase."""
     placement = place_llama_server(q8, ServerSettings(ctx_size=32768, cache_type="q8_0"))
     attention = 4 * 512 * (2 * 32 * 128 + 2 * 2048) + 2 * 2 * 512 * 32768
-    assert attention > ACTIVATIONS
+    assert attention > ACTIVATIONS + HIDDEN
     assert placement.compute.gpu == MASK + attention
     assert placement.kv_gpu == 48 * 2 * 512 * 32768 * 34 // 32
+
+
+# Buffer lines the pinned build (b11312, CPU backend, built by the llama-server build helper,
+# scripts/dev/build-llama-server.sh)
+# logged for a 4-block, 16-expert cut of the catalog's Qwen3-30B-A3B q8_0 (gpulab scaled_down,
+# full vocabulary), one run per command line (`llama-server -m FILE ARGS -lv 4`).
+CPU_RUNS = [
+    ("-c 32768 -np 1 -ub 512 -fa on", 256.00, 120.01, 0.58),
+    ("-c 8192 -np 2 -fa on", 64.00, 92.01, 1.16),
+    ("-c 32768 -np 1 -ub 128 -fa on", 256.00, 30.00, 0.58),
+    ("-c 32768 -np 1 -ctk q8_0 -ctv q8_0 -fa on", 136.00, 120.09, 0.58),
+    ("-c 32768 -np 1 -fa off", 256.00, 2142.01, 0.58),
+    ("-c 30000 -np 4 -fa on", 240.00, 95.51, 2.32),
+    ("-c 16384 -fa on", 128.00, 104.01, 2.32),  # -np auto: 4 slots, unified cache
+]
+CPU_MODEL_BUFFER = 1013.67  # CPU_Mapped, the same in every run
+
+
+@pytest.mark.parametrize(("args", "kv", "compute", "output"), CPU_RUNS, ids=[run[0] for run in CPU_RUNS])
+def test_cpu_build_buffers_match_the_plan(args, kv, compute, output):
+    from ollama_gpu.gpulab.models import MODELS, scaled_down
+
+    geometry = scaled_down(MODELS["qwen3-30b-a3b-q8_0"], 4, 151936, expert_count=16).geometry()
+    settings = settings_from_args(args.split()).settings
+    lines = [f"load_tensors:   CPU_Mapped model buffer size = {CPU_MODEL_BUFFER:8.2f} MiB",
+             f"llama_kv_cache:        CPU KV buffer size = {kv:8.2f} MiB",
+             f"sched_reserve:        CPU compute buffer size = {compute:8.2f} MiB",
+             f"llama_context:        CPU  output buffer size = {output:8.2f} MiB"]
+    measured = measured_buffers(lines)
+    planned = place_llama_server(geometry, settings, n_gpu_layers=0)
+    assert abs(planned.model_host - measured.host("model")) <= 0.01 * MIB
+    assert abs(planned.kv_cpu - measured.host("KV")) <= 0.01 * MIB
+    assert abs(planned.compute.host - measured.host("compute")) <= 0.001 * measured.host("compute") + 0.1 * MIB
+    assert abs(planned.compute.output - measured.host("output")) <= 0.01 * MIB
