@@ -172,6 +172,10 @@ def plan_llama_server(
             errors.append(
                 f"llama-server: --n-cpu-moe {n_cpu_moe} needs {format_ollama(placement.gpu_total)} on the GPU, over free "
                 f"{format_ollama(gpu_free_vram)} - margin {format_ollama(margin)}: raise it or leave it to the planner")
+    if mmap and placement.cpu_expert_blocks:
+        # src/llama-model-loader.cpp warns the same: host tensors of a mapped file are pageable.
+        warnings.append("experts in host RAM stay in the mapped file (pageable): each prompt batch copies them at "
+                        "the pageable rate; --load-mode none keeps them in pinned memory")
     decode = llama_decode_bound(placement, gpu_bandwidth=gpu_bandwidth, host_bandwidth=host_bandwidth,
                                 context_fill=context_fill)
     prefill, source = None, "no prefill model for this model and card"

@@ -366,3 +366,20 @@ def test_cpu_build_buffers_match_the_plan(args, kv, compute, output):
     assert abs(planned.kv_cpu - measured.host("KV")) <= 0.01 * MIB
     assert abs(planned.compute.host - measured.host("compute")) <= 0.001 * measured.host("compute") + 0.1 * MIB
     assert abs(planned.compute.output - measured.host("output")) <= 0.01 * MIB
+
+
+def test_a_cpu_only_host_runs_everything_from_host_ram():
+    from ollama_gpu.planner.hardware import NONE
+
+    plan = build_plan(PlanInputs.for_profile(NONE, catalog_geometry("tinyllama:1.1b"), num_ctx=2048, num_predict=512,
+                                             engine="llama-server"))
+    llama = plan.llama_server
+    assert llama.flags()[-2:] == ["-ngl", "0"] and llama.fit is None
+    assert llama.placement.model_gpu == 0 and llama.placement.kv_cpu > 0
+    assert plan.errors == () and plan.decode.gpu_bytes_per_token == 0
+    assert "host (CPU_Mapped)" in format_plan_table(plan)
+
+
+def test_mapped_host_experts_are_pointed_out():
+    assert any("--load-mode none" in w for w in llama_plan(gpu_free_vram=round(22.5 * GIB)).warnings)
+    assert not any("--load-mode none" in w for w in llama_plan(gpu_free_vram=round(22.5 * GIB), llama_mmap=False).warnings)
