@@ -181,9 +181,7 @@ class ServerSettings:
     @property
     def reserve_tokens(self) -> int:
         """sched_reserve: min(n_ctx, n_ubatch), n_ubatch itself capped at n_batch (and n_batch at n_ctx)."""
-        n_ctx = round_up(self.ctx_size, CONTEXT_PADDING)
-        batch = min(self.batch, n_ctx)
-        return min(n_ctx, min(self.ubatch, batch))
+        return min(round_up(self.ctx_size, CONTEXT_PADDING), self.batch, self.ubatch)
 
     @property
     def host_buffer(self) -> str:
@@ -249,11 +247,6 @@ class LlamaPlacement:
         """Blocks of the GPU layers whose routed experts were moved to host RAM by an override."""
         return tuple(sorted({t.layer for t in self.tensors
                              if t.overridden and t.device == CPU and is_routed_expert(t.name)}))
-
-    @property
-    def cpu_layers(self) -> int:
-        """Whole blocks left in host RAM by -ngl (none with -ngl 999)."""
-        return max(0, self.n_layer + 1 - self.n_gpu_layers)
 
 
 def _is_quantized(ggml_type: str) -> bool:
