@@ -1,8 +1,12 @@
-"""The llama-server plan against the GPU lab's llama-server runs (lab/results/*llama-server*.json).
+"""The llama-server plan against the GPU lab's llama-server runs (any lab/results JSON file whose
+``engine`` is ``llama-server``, as ollama_gpu/gpulab/llama_sweep.py writes them).
 
-Each run of such a file carries the server's ``args`` (the flags after the binary), its
-``log_lines`` (the buffer-size lines) and ``gpu_free_before``; the file's ``model`` names a lab
-model (ollama_gpu/gpulab/models.py). A new run is data: commit the file and this test compares it.
+Each run carries the server's ``arguments`` (the flags after the binary), its ``log_lines`` (the
+buffer-size lines) and ``gpu_free_before``; the file's ``model`` names a lab model
+(ollama_gpu/gpulab/models.py). A new run is data: commit the file and this test compares it.
+A ``--fit`` run is planned from the free VRAM the lab read before the start; the server fits
+after creating its CUDA context, which takes some of it, so the test accepts the fit's choice for
+a context of up to FIT_CONTEXT_ALLOWANCE.
 """
 
 import json
@@ -18,27 +22,41 @@ from ollama_gpu.planner.units import MIB
 RESULTS = Path(__file__).resolve().parents[2] / "lab" / "results"
 
 
+FIT_CONTEXT_ALLOWANCE = 1024 * MIB
+
+
 def lab_runs():
-    for path in sorted(RESULTS.glob("*llama-server*.json")):
+    for path in sorted(RESULTS.rglob("*.json")):
         results = json.loads(path.read_text())
+        if results.get("engine") != "llama-server":
+            continue
         for run in results["runs"]:
-            if run.get("log_lines") and run.get("args"):
+            if run.get("log_lines") and arguments(run) and measured_buffers(run["log_lines"]):
                 yield pytest.param(results, run, id=f"{path.name}:{run['point']}")
 
 
-def compare(geometry, run):
-    args = settings_from_args(run["args"])
-    planned = planned_for_args(geometry, args, run.get("gpu_free_before"))
-    measured = measured_buffers(run["log_lines"])
-    assert measured is not None, "the run logged no buffer sizes"
-    return buffer_figures(planned, measured)
+def arguments(run):
+    return run.get("arguments") or run.get("args")
+
+
+def compare(geometry, run, context=0):
+    args = settings_from_args(arguments(run))
+    free = run.get("gpu_free_before")
+    planned = planned_for_args(geometry, args, None if free is None else free - context)
+    return buffer_figures(planned, measured_buffers(run["log_lines"]))
 
 
 @pytest.mark.parametrize(("results", "run"), list(lab_runs()))
 def test_lab_run_buffers_match_the_plan(results, run):
-    figures = compare(lab_geometry(results), run)
-    off = [f"{f.name}: planned {f.planned / MIB:.1f} MiB, measured {f.measured / MIB:.1f} MiB" for f in figures if not f.ok]
-    assert not off, off
+    geometry = lab_geometry(results)
+    fits = settings_from_args(arguments(run)).n_cpu_moe is None
+    contexts = range(0, FIT_CONTEXT_ALLOWANCE + 1, 64 * MIB) if fits else (0,)
+    attempts = [compare(geometry, run, context) for context in contexts]
+    if any(all(f.ok for f in figures) for figures in attempts):
+        return
+    off = [f"{f.name}: planned {f.planned / MIB:.1f} MiB, measured {f.measured / MIB:.1f} MiB"
+           for f in attempts[0] if not f.ok]
+    pytest.fail("; ".join(off))
 
 
 def test_a_run_in_the_lab_format_is_compared():
@@ -46,8 +64,8 @@ def test_a_run_in_the_lab_format_is_compared():
     (format strings of llama-model.cpp, llama-kv-cache.cpp, llama-context.cpp) with the A10
     figures of test_planner_llamacpp.py: 28 blocks' experts on the GPU."""
     run = {
-        "point": "a10/ncmoe20",
-        "args": ["-m", "/models/m.gguf", "-c", "32768", "-np", "1", "-fa", "on", "-ngl", "999", "--n-cpu-moe", "20",
+        "point": "a10/n20",
+        "arguments": ["-m", "/models/m.gguf", "-c", "32768", "-np", "1", "-fa", "on", "-ngl", "999", "--n-cpu-moe", "20",
                  "--load-mode", "none"],
         "gpu_free_before": None,
         "log_lines": [
