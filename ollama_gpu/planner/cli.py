@@ -1,4 +1,4 @@
-"""``scripts/plan``: print where Ollama will put a model before deploying it.
+"""``scripts/plan``: print where Ollama (or llama-server) will put a model before deploying it.
 
 Profile values (--gpu) are the defaults; every explicit flag overrides its profile value. Bad input
 prints one line on stderr and exits 2, so the command is safe to call from Make and CI.
@@ -16,8 +16,9 @@ from ollama_gpu.planner.catalog import CATALOG, alternatives, catalog_geometry
 from ollama_gpu.planner.geometry import ModelGeometry
 from ollama_gpu.planner.registry import RegistryError, RegistryUnreachable, read_remote_model
 from ollama_gpu.planner.hardware import PROFILES
+from ollama_gpu.planner.llamacpp_placement import DEFAULT_FIT_TARGET
 from ollama_gpu.planner.placement import KV_CACHE_TYPES
-from ollama_gpu.planner.plan import PlanInputs, build_plan, format_plan_table
+from ollama_gpu.planner.plan import ENGINES, PlanInputs, build_plan, format_plan_table
 from ollama_gpu.planner.units import parse_rate, parse_size
 
 # The project's recipe (field-notes.md, the Modelfile): 32K context, 20K tokens for the answer.
@@ -81,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefill-rate", type=float, help="prompt tokens/s of the first prompt")
     parser.add_argument("--client-timeout", type=float, default=300.0, help="client timeout in s (default 300)")
     parser.add_argument("--context-fill", type=int, default=4096, help="tokens in context for the decode bound")
+    parser.add_argument("--engine", choices=ENGINES, default="ollama", help="server that runs the model (default ollama)")
+    parser.add_argument("--n-cpu-moe", type=int, help="llama-server: blocks whose routed experts stay in host RAM "
+                        "(default: the smallest number that fits)")
+    parser.add_argument("--margin", type=_typed(parse_size), default=DEFAULT_FIT_TARGET,
+                        help="llama-server: VRAM left unused, as --fit-target (default 1GiB)")
+    parser.add_argument("--load-mode", choices=("mmap", "none"), default="mmap",
+                        help="llama-server: mmap keeps host weights in the mapped file (pageable), none in pinned memory")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser
 
@@ -142,6 +150,10 @@ def _inputs(args: argparse.Namespace) -> PlanInputs:
         gpu_free_vrams=args.gpus or (),
         num_gpu=args.num_gpu,
         source_notes=notes,
+        engine=args.engine,
+        n_cpu_moe=args.n_cpu_moe,
+        llama_margin=args.margin,
+        llama_mmap=args.load_mode == "mmap",
     )
 
 

@@ -49,6 +49,13 @@ def decode_bound(
         gpu_bytes += output
     else:
         cpu_bytes += output
+    return bound_from_reads(gpu_bytes, cpu_bytes, context_fill=fill, gpu_bandwidth=gpu_bandwidth,
+                            host_bandwidth=host_bandwidth)
+
+
+def bound_from_reads(gpu_bytes: int, cpu_bytes: int, *, context_fill: int, gpu_bandwidth: float | None,
+                     host_bandwidth: float) -> DecodeBound:
+    """The bound for a token that reads ``gpu_bytes`` from VRAM, then ``cpu_bytes`` from host RAM."""
     seconds = cpu_bytes / host_bandwidth
     if gpu_bytes:
         if not gpu_bandwidth:
@@ -57,6 +64,6 @@ def decode_bound(
     return DecodeBound(
         gpu_bytes_per_token=gpu_bytes,
         cpu_bytes_per_token=cpu_bytes,
-        context_fill=fill,
+        context_fill=context_fill,
         tokens_per_s=1.0 / seconds,
     )
