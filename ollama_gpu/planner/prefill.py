@@ -165,7 +165,7 @@ def fit_gpu_prefill(samples: list[tuple[int, float]], source: str) -> GpuPrefill
 LAB_GPU = "NVIDIA H200"
 LAB_GPU_PREFILL = {
     "qwen3:30b-a3b-thinking-2507-q8_0": GpuPrefill(157.4e-6, 1.19e-9, "lab: qwen3-30b-a3b-q8_0 fully resident on an H200"),
-    "qwen3:30b-a3b-thinking-2507-q4_K_M": GpuPrefill(162.0e-6, 1.33e-9, "lab: qwen3-30b-a3b-q4_K_M fully resident on an H200"),
+    "qwen3:30b-a3b-thinking-2507-q4_K_M": GpuPrefill(170.5e-6, 0.314e-9, "lab: qwen3-30b-a3b-q4_K_M fully resident on an H200"),
 }
 
 
