@@ -443,8 +443,8 @@ def produce_load(args: argparse.Namespace) -> dict[str, Any]:
     credentials = load.read_api_key(args.api_key_env or load.DEFAULT_API_KEY_ENV, required=bool(args.api_key_env))
     target = resolve_target(args, default_timeout_s=DEFAULT_TIMEOUT_S)
     spec = load.LoadSpec(load.APIS[args.api], args.concurrency, args.requests_per_stream, args.prompt_tokens, args.num_predict)
-    words = max(1, round(args.prompt_tokens / TOKENS_PER_WORD_GUESS))
-    return load.run_load(target, spec, credentials, args.ca_cert, lambda seed: synthetic_prompt(words, seed), ProgressBar)
+    words = PromptSizer().words_for(args.prompt_tokens)
+    return load.run_load(target, spec, credentials, args.ca_cert, synthetic_prompt, words, ProgressBar)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
 
 At each concurrency N, N streams each send --requests-per-stream requests one after another
 (a closed loop: a stream's next request leaves when its last answer ends), every prompt fresh
-(its own seed, so the prompt cache skips nothing). The figures (load_stats.py): aggregate tokens/s,
-per-request TTFT and decode rate at p50/p95, and every failure with its reason. A first request,
-not counted, absorbs any model load.
+(its own seed, so the prompt cache skips nothing), sized in the model's tokens by a first request,
+not counted, that also absorbs any model load. The figures (load_stats.py): aggregate tokens/s,
+per-request TTFT and decode rate at p50/p95, and every failure with its reason.
 
 --api ollama speaks Ollama's native /api/generate; --api openai the OpenAI-compatible
 /v1/chat/completions (Ollama's /v1, llama-server, LiteLLM's proxy), streaming with usage. An API
@@ -181,11 +181,15 @@ class Progress:
 
 @dataclass
 class LoadRun:
+    """`prompt(words, seed)` writes a prompt; the warm-up measures the model's tokens per word, as
+    the server counts them, and sizes every later prompt to --prompt-tokens."""
+
     http: httpx.Client
     spec: LoadSpec
     target: Target
     credentials: Credentials
-    prompt: Callable[[int], str]
+    prompt: Callable[[int, int], str]
+    words: int
 
     def __post_init__(self) -> None:
         self.seeds = itertools.count(1)
@@ -194,7 +198,7 @@ class LoadRun:
     def next_prompt(self) -> str:
         with self.seed_lock:
             seed = next(self.seeds)
-        return self.prompt(seed)
+        return self.prompt(self.words, seed)
 
     def request(self, stream: int, clock: Callable[[], float]) -> RequestOutcome:
         return one_request(self.http, self.spec.api, self.target.model, self.next_prompt(), self.spec.num_predict,
@@ -204,6 +208,8 @@ class LoadRun:
         outcome = self.request(0, time.monotonic)
         if outcome.error is not None:
             raise UserError(f"the warm-up request to {self.target.url} failed: {outcome.error}")
+        if outcome.prompt_tokens:
+            self.words = max(1, round(self.words * self.spec.prompt_tokens / outcome.prompt_tokens))
 
     def level(self, concurrency: int, progress: Progress) -> tuple[LevelSummary, list[RequestOutcome]]:
         outcomes: list[RequestOutcome] = []
@@ -231,13 +237,13 @@ class LoadRun:
         return summarize(concurrency, outcomes), outcomes
 
 
-def run_load(target: Target, spec: LoadSpec, credentials: Credentials, ca_cert: Optional[str], prompt: Callable[[int], str],
-             progress_bar: Callable[[int], Any]) -> dict[str, Any]:
+def run_load(target: Target, spec: LoadSpec, credentials: Credentials, ca_cert: Optional[str],
+             prompt: Callable[[int, int], str], words_guess: int, progress_bar: Callable[[int], Any]) -> dict[str, Any]:
     url = base_url(target.url, spec.api)
     target = Target(url, target.model, target.timeout_s, target.settings, target.unreachable_hint)
     with http_client(url, credentials, target.timeout_s, ca_cert) as http:
         preflight(http, spec.api, target, credentials)
-        run = LoadRun(http, spec, target, credentials, prompt)
+        run = LoadRun(http, spec, target, credentials, prompt, words_guess)
         bar = progress_bar(1 + sum(spec.concurrency) * spec.requests_per_stream)
         progress = Progress(bar)
         levels = []
@@ -255,6 +261,7 @@ def run_load(target: Target, spec: LoadSpec, credentials: Credentials, ca_cert: 
         "api": spec.api.name,
         "model": target.model,
         "prompt_tokens_target": spec.prompt_tokens,
+        "prompt_words": run.words,
         "num_predict": spec.num_predict,
         "requests_per_stream": spec.requests_per_stream,
         "levels": levels,
@@ -275,7 +282,7 @@ def format_load_table(report: dict[str, Any]) -> str:
         ])  # fmt: skip
     title = (
         f"{report['api']} API at {report['url']}, model {report['model']}: {report['requests_per_stream']} requests per stream, "
-        f"--prompt-tokens {report['prompt_tokens_target']} (the server's count: median shown), num_predict {report['num_predict']}; "
+        f"prompts of {report['prompt_tokens_target']} tokens asked, num_predict {report['num_predict']}; "
         "p50/p95 per request, p95 the slow tail (decode: the rate 95% of requests beat)"
     )
     return f"{title}\n{generation_stats.render_table(headers, rows)}"

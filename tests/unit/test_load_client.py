@@ -3,6 +3,8 @@ the header (never to output), URLs, the preflight's one-line errors, and a level
 every request against a scripted transport (httpx.MockTransport) that fails some of them."""
 
 import itertools
+import json
+import time
 import threading
 
 import httpx
@@ -114,7 +116,7 @@ def test_a_level_accounts_for_every_request_with_its_reason(api, stream):
     server = ScriptedServer(stream, BROKEN[api])
     credentials = load.Credentials("K", KEY)
     spec = load.LoadSpec(APIS[api], [3], requests_per_stream=4, prompt_tokens=8, num_predict=3)
-    run = load.LoadRun(client(server, credentials), spec, target(), credentials, lambda seed: f"{seed}. prompt")
+    run = load.LoadRun(client(server, credentials), spec, target(), credentials, lambda words, seed: f"{seed}." + " word" * words, 8)
     bar = bench.ProgressBar(12, stream=open("/dev/null", "w"))
     summary, outcomes = run.level(3, load.Progress(bar))
     assert (summary.requests, summary.succeeded, summary.failed) == (12, 3, 9)
@@ -147,3 +149,20 @@ def test_flags_of_one_mode_are_refused_in_the_other(args, capsys):
     with pytest.raises(SystemExit) as exited:
         bench.main(args)
     assert exited.value.code == 2
+
+
+def test_the_warm_up_sizes_the_prompts_in_the_servers_tokens():
+    asked = []
+
+    def server(request):
+        prompt = json.loads(request.content)["prompt"]
+        asked.append(len(prompt.split()) - 1)
+        # This model's tokenizer: 3 tokens per word.
+        count = 3 * asked[-1]
+        return httpx.Response(200, text=f'{{"response":"a","done":false}}\n{{"done":true,"eval_count":1,"prompt_eval_count":{count}}}\n')
+
+    spec = load.LoadSpec(APIS["ollama"], [1], requests_per_stream=1, prompt_tokens=600, num_predict=1)
+    run = load.LoadRun(client(server), spec, target(), load.Credentials("K", None), lambda words, seed: f"{seed}." + " w" * words, 462)
+    run.warm_up()
+    run.request(1, time.monotonic)
+    assert asked == [462, 200]  # 462 words were 1386 tokens; 600 tokens are 200 words
