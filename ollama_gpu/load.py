@@ -125,6 +125,11 @@ def preflight(http: httpx.Client, api: StreamingApi, target: Target, credentials
     except httpx.TimeoutException:
         raise ServerUnreachable(f"{target.url} did not answer within {target.timeout_s:g} s") from None
     except httpx.TransportError as error:
+        if "CERTIFICATE_VERIFY_FAILED" in str(error):
+            raise UserError(
+                f"{target.url}'s certificate is not trusted: pass --ca-cert with its CA root "
+                "(for the gateway: pulumi stack output gateway_ca_root > ollama-gpu-ca.crt)"
+            ) from None
         raise ServerUnreachable(f"nothing answers at {target.url} ({type(error).__name__}). {target.unreachable_hint}") from None
     if response.status_code in (401, 403):
         given = f"the key in {credentials.env_name}" if credentials.api_key else f"no key ({credentials.env_name} is not set)"

@@ -8,6 +8,7 @@ import time
 import threading
 
 import httpx
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from ollama_gpu import bench, load
@@ -166,3 +167,18 @@ def test_the_warm_up_sizes_the_prompts_in_the_servers_tokens():
     run.warm_up()
     run.request(1, time.monotonic)
     assert asked == [462, 200]  # 462 words were 1386 tokens; 600 tokens are 200 words
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.text(min_size=1, max_size=60) | st.from_regex(r"[A-Za-z0-9._~+/-]{1,40}={0,2}", fullmatch=True))
+def test_fuzz_a_key_either_is_a_bearer_token_or_is_refused_unseen(key):
+    """Whatever the variable holds, the header gets a bearer token or nothing, and the key is in no message."""
+    try:
+        credentials = load.read_api_key("TEAM_KEY", required=True, environ={"TEAM_KEY": key})
+    except UserError as refused:
+        assert len(key) < 8 or key not in str(refused)  # a one-character "key" may be any letter of the message
+        return
+    request = client(lambda request: httpx.Response(200), credentials).build_request("GET", "/")
+    header = request.headers["authorization"]
+    assert header == f"Bearer {key}" and load.BEARER_TOKEN.fullmatch(key)
+    assert not set(key) & set("\r\n\t\"\\,; ")
