@@ -7,6 +7,7 @@ For each OLLAMA_NUM_PARALLEL it starts the pinned Ollama, built for the CPU, ser
 random-weight qwen3moe test model (tests/integration/native_server.py), and runs the load as a user
 runs it, through scripts/bench. The figures describe this machine's CPU and a 3 MB model: they show
 how the server queues (1 slot) or batches (several) concurrent requests, not what a GPU host does.
+The machine's load average, printed before and after each run, says how much else was running.
 """
 
 import argparse
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU-only stand-in: Ollama on this machine's {os.cpu_count()} CPUs (shared), tiny test model", flush=True)
     for num_parallel in (int(part) for part in args.num_parallel.split(",")):
         with tempfile.TemporaryDirectory(prefix="bench-load-") as workdir, running_native_ollama(Path(workdir), num_parallel) as server:
-            print(f"\nOLLAMA_NUM_PARALLEL={num_parallel}", flush=True)
+            print(f"\nOLLAMA_NUM_PARALLEL={num_parallel}, load average before: {_load_average()}", flush=True)
             bench = subprocess.run(
                 [REPO_ROOT / "scripts" / "bench", "--stack", "local", "--url", server.url, "--model", server.alias,
                  "--concurrency", args.concurrency, "--requests-per-stream", args.requests_per_stream,
@@ -41,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             if bench.returncode:
                 return bench.returncode
+            print(f"load average after: {_load_average()}", flush=True)
     return 0
+
+
+def _load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":
