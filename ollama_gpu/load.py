@@ -228,16 +228,25 @@ class LoadRun:
             total = concurrency * self.spec.requests_per_stream
             return f"concurrency {concurrency}: {len(outcomes)}/{total} requests, {failures} failed"
 
+        stopping = threading.Event()
+
         def stream(index: int) -> None:
             for _ in range(self.spec.requests_per_stream):
+                if stopping.is_set():
+                    return
                 outcome = self.request(index, clock)
                 outcomes.append(outcome)  # list.append is atomic; the label reads a snapshot
                 progress.finished_one(label)
 
         progress.show(label())
         with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for running in [pool.submit(stream, index) for index in range(1, concurrency + 1)]:
-                running.result()
+            try:
+                for running in [pool.submit(stream, index) for index in range(1, concurrency + 1)]:
+                    running.result()
+            except KeyboardInterrupt:
+                # Ctrl-C: no stream sends another request; the pool waits for the answers in flight.
+                stopping.set()
+                raise
         outcomes.sort(key=lambda outcome: (outcome.started_s, outcome.stream))
         return summarize(concurrency, outcomes), outcomes
 

@@ -4,6 +4,8 @@ every request against a scripted transport (httpx.MockTransport) that fails some
 
 import itertools
 import json
+import os
+import signal
 import time
 import threading
 
@@ -182,3 +184,24 @@ def test_fuzz_a_key_either_is_a_bearer_token_or_is_refused_unseen(key):
     header = request.headers["authorization"]
     assert header == f"Bearer {key}" and load.BEARER_TOKEN.fullmatch(key)
     assert not set(key) & set("\r\n\t\"\\,; ")
+
+
+def test_ctrl_c_stops_every_stream_after_its_answer_in_flight():
+    sent = []
+    lock = threading.Lock()
+
+    def server(request):
+        with lock:
+            sent.append(request)
+            both_streams_in_flight = len(sent) == 2
+        if both_streams_in_flight:
+            # What Ctrl-C does once the main thread waits on the streams.
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        time.sleep(1.0)  # answers in flight long after the signal, even on a busy machine
+        return httpx.Response(200, text=NATIVE_STREAM)
+
+    spec = load.LoadSpec(APIS["ollama"], [2], requests_per_stream=5, prompt_tokens=8, num_predict=3)
+    run = load.LoadRun(client(server), spec, target(), load.Credentials("K", None), lambda words, seed: f"{seed}.", 1)
+    with pytest.raises(KeyboardInterrupt):
+        run.level(2, load.Progress(bench.ProgressBar(10, stream=open(os.devnull, "w"))))
+    assert len(sent) == 2, "each stream finishes the answer in flight and sends no other"
