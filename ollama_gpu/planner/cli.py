@@ -17,6 +17,7 @@ from ollama_gpu.planner.geometry import ModelGeometry
 from ollama_gpu.planner.registry import RegistryError, RegistryUnreachable, read_remote_model
 from ollama_gpu.planner.hardware import PROFILES
 from ollama_gpu.planner.llamacpp_placement import DEFAULT_FIT_TARGET
+from ollama_gpu.planner.parallel import format_parallel_table, parallel_table
 from ollama_gpu.planner.placement import KV_CACHE_TYPES
 from ollama_gpu.planner.plan import ENGINES, PlanInputs, build_plan, format_plan_table
 from ollama_gpu.planner.units import parse_rate, parse_size
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gpu-overhead", type=_typed(parse_size), default=0, help="OLLAMA_GPU_OVERHEAD, e.g. 1GiB")
     parser.add_argument("--num-parallel", type=int, default=1)
+    parser.add_argument(
+        "--parallel", type=_typed(_slot_counts),
+        help="add a section for these numParallel slot counts, e.g. 1,2,4: what moves to the CPU, decode bounds per stream and in aggregate",
+    )
     parser.add_argument("--prefill-rate", type=float, help="prompt tokens/s of the first prompt")
     parser.add_argument("--client-timeout", type=float, default=300.0, help="client timeout in s (default 300)")
     parser.add_argument("--context-fill", type=int, default=4096, help="tokens in context for the decode bound")
@@ -95,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(parse_size(part) for part in text.split(","))
+
+
+def _slot_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(","))
+    if min(counts) < 1:
+        raise ValueError(f"slot counts must be positive: {text!r}")
+    return counts
 
 
 def _model(args: argparse.Namespace) -> tuple[ModelGeometry, tuple[str, ...]]:
@@ -160,11 +172,16 @@ def _inputs(args: argparse.Namespace) -> PlanInputs:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        plan = build_plan(_inputs(args))
+        inputs = _inputs(args)
+        plan = build_plan(inputs)
+        parallel = parallel_table(inputs, args.parallel) if args.parallel else None
     except (UsageError, ValueError) as error:
         print(f"scripts/plan: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan_table(plan))
+    if args.json:
+        print(json.dumps({**plan.to_dict(), **({"parallel": parallel.to_dict()} if parallel else {})}, indent=2))
+    else:
+        print(format_plan_table(plan) + (f"\n\n{format_parallel_table(parallel)}" if parallel else ""))
     return 0
 
 
