@@ -81,12 +81,13 @@ def decode_bound(
     else:
         cpu_bytes += output
     return bound_from_reads(gpu_bytes, cpu_bytes, context_fill=fill, gpu_bandwidth=gpu_bandwidth,
-                            host_bandwidth=host_bandwidth)
+                            host_bandwidth=host_bandwidth, streams=streams)
 
 
 def bound_from_reads(gpu_bytes: int, cpu_bytes: int, *, context_fill: int, gpu_bandwidth: float | None,
-                     host_bandwidth: float) -> DecodeBound:
-    """The bound for a token that reads ``gpu_bytes`` from VRAM, then ``cpu_bytes`` from host RAM."""
+                     host_bandwidth: float, streams: int = 1) -> DecodeBound:
+    """The bound for a step that reads ``gpu_bytes`` from VRAM, then ``cpu_bytes`` from host RAM,
+    giving each of ``streams`` streams one token."""
     seconds = cpu_bytes / host_bandwidth
     if gpu_bytes:
         if not gpu_bandwidth:
