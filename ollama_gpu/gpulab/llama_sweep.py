@@ -26,17 +26,15 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ollama_gpu.gpulab import hostinfo
+from ollama_gpu.gpulab.lab_run import ServerProcess, measure_sizes, sweep_points
 from ollama_gpu.gpulab.models import MODELS
 from ollama_gpu.gpulab.sweep import GIB, NAMED_TARGETS, RECIPE_OVERHEAD, write_model
 
@@ -101,46 +99,16 @@ def server_arguments(args: argparse.Namespace, point: LlamaPoint, gguf: Path) ->
     return command
 
 
-class LlamaServer:
-    def __init__(self, command: list[str], log_path: Path, timeout: float) -> None:
-        self.url = f"http://127.0.0.1:{PORT}"
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout
-        while True:  # /health answers 503 while the model loads
-            try:
-                if self.request("GET", "/health", timeout=2).get("status") == "ok":
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
-                pass
-            if self.process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"llama-server did not load the model; see {log_path}")
-            time.sleep(0.25)
+def llama_server(command: list[str], log_path: Path, timeout: float) -> ServerProcess:
+    """llama-server, ready once /health says the model is loaded (it answers 503 while loading)."""
+    return ServerProcess(command, {}, log_path, PORT, timeout=timeout,
+                         ready=lambda server: server.request("GET", "/health", timeout=2).get("status") == "ok")
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 600) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read() or b"null")
 
-    def gpu_memory_used(self) -> int | None:
-        """What the server's process holds on the GPU (nvidia-smi's per-process figure), in bytes."""
-        rows = hostinfo.gpu_apps()
-        used = [int(row["used_memory"]) << 20 for row in rows if row.get("pid") == str(self.process.pid)]
-        return sum(used) if used else None
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
-        return self.log_path.read_text(errors="replace")
+def gpu_memory_used(process: subprocess.Popen[bytes]) -> int | None:
+    """What the process holds on the GPU (nvidia-smi's per-process figure), in bytes."""
+    used = [int(row["used_memory"]) << 20 for row in hostinfo.gpu_apps() if row.get("pid") == str(process.pid)]
+    return sum(used) if used else None
 
 
 class VramHold:
@@ -201,10 +169,10 @@ def run_point(args: argparse.Namespace, point: LlamaPoint, gguf: Path, vocab: in
         command = server_arguments(args, point, gguf)
         record["arguments"] = [("<gguf>" if part == str(gguf) else part) for part in command[1:]]
         started = time.time()
-        server = LlamaServer(command, log_path, timeout=max(60, deadline - time.time()))
+        server = llama_server(command, log_path, timeout=max(60, deadline - time.time()))
         record["load_seconds"] = round(time.time() - started, 2)
         record["gpu_free_after_load"] = (hostinfo.gpu_free_bytes() or (None,))[0]
-        record["gpu_memory_used"] = server.gpu_memory_used()
+        record["gpu_memory_used"] = gpu_memory_used(server.process)
         rng = random.Random(seed)
 
         def complete(tokens: int, predict: int) -> dict[str, Any]:
@@ -215,16 +183,7 @@ def run_point(args: argparse.Namespace, point: LlamaPoint, gguf: Path, vocab: in
                                                  timeout=max(30, deadline - time.time())), tokens)
 
         record["warmup"] = complete(64, 4)
-        seconds_per_token = None
-        for index, size in enumerate(args.sizes, start=1):
-            estimate = 10 + (size * seconds_per_token * 1.5 if seconds_per_token else 0)
-            if time.time() + estimate > (share if index > 1 else deadline):
-                record.setdefault("skipped_sizes", []).append(size)
-                continue
-            result = complete(size, args.decode_tokens)
-            record["requests"].append(result)
-            if result["prefill_tokens_per_s"]:
-                seconds_per_token = 1 / result["prefill_tokens_per_s"]
+        measure_sizes(record, args.sizes, deadline, share, lambda size, _: complete(size, args.decode_tokens))
     except Exception as error:  # the record keeps what was measured before the failure
         record["error"] = f"{type(error).__name__}: {error}"
     finally:
@@ -271,18 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     try:
-        for index, point in enumerate(args.points):
-            now = time.time()
-            if now + 45 > deadline:
-                results.setdefault("skipped_points", []).append(point.label)
-                continue
-            share = now + (deadline - now) / (len(args.points) - index)
-            run = run_point(args, point, gguf, info["vocab_size"], deadline, share, seed=args.seed * 100 + index)
-            results["runs"].append(run)
-            args.out.write_text(json.dumps(results, indent=1))
-            summary = [(r["prompt_tokens"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"]) for r in run["requests"]]
-            print(f"llama-server {args.model} {point.label}: used {run.get('gpu_memory_used')} {summary} "
-                  f"{run.get('error', '')}", flush=True)
+        sweep_points(args.points, deadline, results, args.out,
+                     run=lambda point, share, index: run_point(args, point, gguf, info["vocab_size"], deadline,
+                                                               share, seed=args.seed * 100 + index),
+                     describe=lambda point, run: f"llama-server {args.model} {point.label}: "
+                                                 f"used {run.get('gpu_memory_used')}")
     finally:
         if not args.keep_gguf:
             gguf.unlink(missing_ok=True)
