@@ -83,17 +83,25 @@ class Labelled(Protocol):
 
 
 def sweep_points(points: Sequence[Labelled], deadline: float, results: dict[str, Any], out: Path,
-                 run: Callable[[Any, float, int], dict[str, Any]], describe: Callable[[Any, dict[str, Any]], str]) -> None:
+                 run: Callable[[Any, float, int], dict[str, Any]], describe: Callable[[Any, dict[str, Any]], str],
+                 gguf: Path, keep_gguf: bool) -> None:
     """``run(point, share, index)`` for each point that can still start, each with an equal part
-    of the time left; the results file is rewritten after every point."""
-    for index, point in enumerate(points):
-        now = time.time()
-        if now + 45 > deadline:
-            results.setdefault("skipped_points", []).append(point.label)
-            continue
-        share = now + (deadline - now) / (len(points) - index)
-        outcome = run(point, share, index)
-        results["runs"].append(outcome)
+    of the time left; the results file is rewritten after every point. The model's GGUF is removed
+    at the end unless a later sweep needs it (disk on the GPU machine holds about two models)."""
+    try:
+        for index, point in enumerate(points):
+            now = time.time()
+            if now + 45 > deadline:
+                results.setdefault("skipped_points", []).append(point.label)
+                continue
+            share = now + (deadline - now) / (len(points) - index)
+            outcome = run(point, share, index)
+            results["runs"].append(outcome)
+            out.write_text(json.dumps(results, indent=1))
+            summary = [(r["prompt_tokens"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"])
+                       for r in outcome["requests"]]
+            print(f"{describe(point, outcome)} {summary} {outcome.get('error', '')}", flush=True)
+    finally:
+        if not keep_gguf:
+            gguf.unlink(missing_ok=True)
         out.write_text(json.dumps(results, indent=1))
-        summary = [(r["prompt_tokens"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"]) for r in outcome["requests"]]
-        print(f"{describe(point, outcome)} {summary} {outcome.get('error', '')}", flush=True)

@@ -229,16 +229,11 @@ def main(argv: list[str] | None = None) -> int:
                      "scale_blocks": args.scale_blocks},
         "runs": [],
     }
-    try:
-        sweep_points(args.points, deadline, results, args.out,
-                     run=lambda point, share, index: run_point(args, point, gguf, info["vocab_size"], deadline,
-                                                               share, seed=args.seed * 100 + index),
-                     describe=lambda point, run: f"llama-server {args.model} {point.label}: "
-                                                 f"used {run.get('gpu_memory_used')}")
-    finally:
-        if not args.keep_gguf:
-            gguf.unlink(missing_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+    sweep_points(args.points, deadline, results, args.out, gguf=gguf, keep_gguf=args.keep_gguf,
+                 run=lambda point, share, index: run_point(args, point, gguf, info["vocab_size"], deadline,
+                                                           share, seed=args.seed * 100 + index),
+                 describe=lambda point, run: f"llama-server {args.model} {point.label}: "
+                                             f"used {run.get('gpu_memory_used')}")
     return 0
 
 

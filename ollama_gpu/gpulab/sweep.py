@@ -235,18 +235,14 @@ def main(argv: list[str] | None = None) -> int:
                                                  "stream": False})
     finally:
         creator.stop()
+
     def describe(point: Point, run: dict[str, Any]) -> str:
         offloaded = next((line for line in reversed(run["log_lines"]) if "offloaded" in line), "")
         return f"{args.model} {point.label}: {re.sub('.*msg=', '', offloaded)}"
 
-    try:
-        sweep_points(args.points, deadline, results, args.out, describe=describe,
-                     run=lambda point, share, index: run_point(args, point, model_name, deadline, share,
-                                                               seed=args.seed * 100 + index))
-    finally:
-        if not args.keep_gguf:
-            blob.unlink(missing_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+    sweep_points(args.points, deadline, results, args.out, describe=describe, gguf=blob, keep_gguf=args.keep_gguf,
+                 run=lambda point, share, index: run_point(args, point, model_name, deadline, share,
+                                                           seed=args.seed * 100 + index))
     return 0
 
 
