@@ -18,3 +18,7 @@ def read_pins() -> dict[str, str]:
 OLLAMA_VERSION = read_pins()["OLLAMA_VERSION"]
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
 CADDY_IMAGE = f"caddy:{read_pins()['CADDY_VERSION']}"
+# The official llama.cpp server image of the pinned build (llama.cpp's docker workflow tags the CUDA
+# server image server-cuda-b<build>); scripts/dev/build-llama-server-image.sh makes a CPU stand-in.
+LLAMA_CPP_BUILD = read_pins()["LLAMA_CPP_BUILD"]
+LLAMA_SERVER_IMAGE = f"ghcr.io/ggml-org/llama.cpp:server-cuda-b{LLAMA_CPP_BUILD}"
