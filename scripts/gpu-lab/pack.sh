@@ -24,9 +24,9 @@ tar -cf - -C "$CACHE_DIR" "ollama-$OLLAMA_VERSION/bin" "ollama-$OLLAMA_VERSION/l
 tar -cf - -C "$CACHE_DIR/ollama-src-$OLLAMA_VERSION" CMakeLists.txt CMakePresets.json ml/backend/ggml/ggml |
   xz -T0 -6 >"$carry/ollama-cmake.tar.xz"
 
-sdist="$CACHE_DIR/llama_cpp_python-$SDIST_VERSION.tar.gz"
+sdist="$CACHE_DIR/sdists/llama_cpp_python-$SDIST_VERSION.tar.gz"  # where build-llama-server.sh keeps it
 if [[ ! -f "$sdist" ]]; then
-  "$PYTHON" -m pip download --quiet --no-deps --no-binary=:all: "llama-cpp-python==$SDIST_VERSION" -d "$CACHE_DIR"
+  "$PYTHON" -m pip download --quiet --no-deps --no-binary=:all: "llama-cpp-python==$SDIST_VERSION" -d "$CACHE_DIR/sdists"
 fi
 echo "$SDIST_SHA256  $sdist" | sha256sum --check --quiet
 unpacked="$(mktemp -d)"
