@@ -61,10 +61,7 @@ else:
     )
     server_container, report = server.container, model.alias
 
-# 5. Compare what the server did with the plan (for llama-server: with the stack's settings; the
-#    planner's llama.cpp placement is not modelled yet, so Ollama's plan is not shown for it).
-if settings.uses_llama_server:
-    plan = None
+# 5. Compare what the server did with the plan.
 verification = PlanVerification("verification", settings, plan.to_dict() if plan else None, report)
 
 # 6. Opt-in: the team endpoint, HTTPS with API keys in front of the loopback-only API.

@@ -24,11 +24,20 @@ class PlanVerification(pulumi.ComponentResource):
         self.register_outputs({"result": self.result})
 
 
+def judged_llama_memory(settings: Settings, plan: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The planned buffers a llama-server deploy is held to: only a placement the program fixed
+    (nCpuMoe, or a CPU-only host); under --fit llama.cpp chooses at start, and the plan's own
+    choice is shown beside the server's but not judged."""
+    if plan is None or (settings.has_gpu and settings.llama_server.placement == "fit"):
+        return None
+    return plan["memory"]
+
+
 def judge(settings: Settings, plan: Optional[dict[str, Any]], text: str,
           resource: Optional[pulumi.Resource] = None) -> dict[str, Any]:
     """The `verification` output; its warnings go to `pulumi up`'s log."""
     if settings.uses_llama_server:
-        verification = verify_llama_server(settings, text)
+        verification = verify_llama_server(settings, text, judged_llama_memory(settings, plan))
         if verification is None:
             return {"status": "not run yet"}
     else:

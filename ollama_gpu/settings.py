@@ -808,6 +808,10 @@ class Settings(_Section):
 
     def _only_what_llama_server_does(self) -> None:
         """Settings that would be silently ignored by llama-server are refused, each with its fix."""
+        per_gpu = self.hardware.gpu_free_vram_per_gpu
+        if per_gpu is not None and len(per_gpu) > 1:
+            raise SettingProblem("hardware.gpuFreeVramPerGpu", per_gpu, "lists several GPUs; the program runs llama-server on one",
+                                 "give one GPU's free VRAM (hardware.gpuFreeVram), or set server.engine: ollama")
         if self.llama_server.placement == "nCpuMoe" and not self.has_gpu:
             raise SettingProblem("llamaServer.placement", "nCpuMoe", "keeps experts off a GPU that profile none does not have",
                                  "use placement: fit (the default), or a GPU profile")

@@ -69,6 +69,21 @@ def _from_catalog(base: str, reason: str) -> ModelSource:
     ))
 
 
+def _llama_server_inputs(settings: Settings) -> dict:
+    """What the planner needs to place llama-server as the program runs it (ollama_gpu.llama_server_argv):
+    the stack's nCpuMoe, or None for the planner's own smallest fitting N beside --fit's prediction;
+    the --fit-target margin; --load-mode none for useMmap false."""
+    if not settings.uses_llama_server:
+        return {}
+    llama = settings.llama_server
+    return {
+        "engine": "llama-server",
+        "n_cpu_moe": llama.n_cpu_moe if llama.placement == "nCpuMoe" else None,
+        "llama_margin": int(settings.server.env.gpu_overhead),
+        "llama_mmap": settings.model.parameters.use_mmap is not False,
+    }
+
+
 def model_geometry(settings: Settings) -> Optional[ModelGeometry]:
     return resolve_model(settings).geometry
 
@@ -108,6 +123,7 @@ def plan_with_notes(settings: Settings) -> tuple[Optional[Plan], tuple[str, ...]
                 # The pinned 0.24.0 CUDA build runs host-resident blocks' prompt batches on the GPU
                 # (measured: README "GPU lab"), which sets the GPU graph and the prefill rate.
                 op_offload=PROFILES[settings.profile].gpu is not None,
+                **_llama_server_inputs(settings),
             )
         )
     except UnpredictableModel as refusal:

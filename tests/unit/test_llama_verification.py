@@ -80,3 +80,19 @@ def test_a_planned_split_is_compared_within_the_tolerance():
     failed = sorted(check.figure for check in verification.checks if not check.ok)
     # The KV cache is half the plan; compute buffers are shown, never judged.
     assert failed == ["memory.kv_cache.gpu"]
+
+
+def test_only_a_placement_the_program_fixed_is_judged_against_the_plan():
+    from components.plan_verification import judged_llama_memory
+    from ollama_gpu.config_loader import load_settings
+    from tests.unit.conftest import AGENT_SOCKET, local_config, remote_config
+
+    plan = {"memory": {"weights": {"gpu": 1, "cpu": 2}}}
+    fit = load_settings("a10", remote_config("a10", {"server": {"engine": "llama-server"}}), agent_socket=AGENT_SOCKET)
+    explicit = load_settings("a10", remote_config("a10", {"server": {"engine": "llama-server"},
+                                                          "llamaServer": {"placement": "nCpuMoe", "nCpuMoe": 18}}),
+                             agent_socket=AGENT_SOCKET)
+    cpu = load_settings("local", local_config({"server": {"engine": "llama-server"}}))
+    # Under --fit llama.cpp decides at start: the plan's choice is shown, not judged.
+    assert judged_llama_memory(fit, plan) is None
+    assert judged_llama_memory(explicit, plan) == plan["memory"] == judged_llama_memory(cpu, plan)

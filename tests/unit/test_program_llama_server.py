@@ -180,8 +180,16 @@ def test_verification_reads_the_report_step(deploy):
     }
     assert run.by_name("llama-server-report").inputs["triggers"] == [run.by_name("llama-server-container").name + "-id"]
     assert run.outputs["verification"] == {"status": "not run yet"}
-    # Ollama's layer plan says nothing about llama.cpp's placement.
-    assert run.outputs["plan"] is None and run.outputs["plan_table"] == ""
+    # The planner places the model as llama-server would (llama-plan's planner).
+    assert run.outputs["plan"]["engine"] == "llama-server" and run.outputs["plan_table"]
+
+
+def test_the_plan_follows_the_stacks_placement(deploy):
+    explicit = deploy("a10", remote_config("a10", {**LLAMA, "llamaServer": {"placement": "nCpuMoe", "nCpuMoe": 30}}))
+    assert explicit.outputs["plan"]["llama_server"]["n_cpu_moe"] == 30
+    assert not explicit.outputs["plan"]["llama_server"]["n_cpu_moe_chosen_by_planner"]
+    fit = deploy("a10", remote_config("a10", LLAMA))
+    assert fit.outputs["plan"]["llama_server"]["n_cpu_moe_chosen_by_planner"]
 
 
 @pytest.mark.parametrize("stack, config", [("a10", remote_config("a10", LLAMA)), ("a10", remote_config("a10"))], ids=["llama-server", "ollama"])
