@@ -53,6 +53,13 @@ def stack_values(stack: str) -> dict[str, Any]:
     return values_from_stack_file(REPO / f"Pulumi.{stack}.yaml")
 
 
+def ollama_stack_values(stack: str) -> dict[str, Any]:
+    """A stack file's values on the Ollama engine: the a10 and v100 stacks run llama-server, and the
+    tests of the Ollama path still start from the recipe's own stacks."""
+    values = stack_values(stack)
+    return {**values, "server": {**values.get("server", {}), "engine": "ollama"}}
+
+
 def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`base` with `overrides` laid over it section by section (a test's own merge, so the
     inputs of a test do not depend on the profile merge under test)."""

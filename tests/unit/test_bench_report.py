@@ -50,8 +50,19 @@ def a10():
     return load_stack("a10")
 
 
-def test_bounds_are_the_a10_stack_plan(a10) -> None:
-    # The a10 stack (q8_0 KV, 32K, op offload): 31 blocks on the GPU, decode bound 56.0 tokens/s.
+def test_the_a10_stack_runs_llama_server_and_its_bounds_are_that_plan(a10) -> None:
+    # Pulumi.a10.yaml picks llama-server (the GPU lab's engines table); the planner's llama-server
+    # figures for it (planner/llamacpp_speed.py, derived A10 figures) replace Ollama's below.
+    assert a10.server.engine == "llama-server"
+    bounds = planned_bounds(a10)
+    assert round(bounds["decode_tokens_per_s"], 1) == 84.6
+    assert bounds["prefill_tokens_per_s"] == pytest.approx(407.5, abs=0.1)
+    assert bounds["max_prompt_tokens"] == 12288
+
+
+def test_bounds_are_the_a10_stack_plan_on_ollama(a10) -> None:
+    a10 = a10.model_copy(update={"server": a10.server.model_copy(update={"engine": "ollama"})})
+    # The a10 stack on Ollama (q8_0 KV, 32K, op offload): 31 blocks on the GPU, decode bound 56.0 tokens/s.
     # Prefill (planner/prefill.py, derived A10 figures) for a whole-context prompt: 64 batches each
     # copy the 17 host blocks, 17 x 662,848,512 B, plus their q8_0 KV (1088 B per cell per layer,
     # 512 x (1 + ... + 64) cells) = 740.9 GB at 7.0 GB/s = 105.8 s; GPU 7.9 x (157.4 µs x 32768 +

@@ -30,7 +30,7 @@ from tests.unit.conftest import (
     local_config,
     remote_config,
     script_parameters,
-    stack_values,
+    ollama_stack_values,
 )
 
 pytestmark = pytest.mark.usefixtures("ssh_agent")
@@ -67,7 +67,7 @@ def expected_env(settings: Settings) -> dict[str, Optional[str]]:
 
 
 def stack_settings(stack: str) -> Settings:
-    return load_settings(stack, stack_values(stack), agent_socket=AGENT_SOCKET)
+    return load_settings(stack, ollama_stack_values(stack), agent_socket=AGENT_SOCKET)
 
 
 def create_request(run) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def first_line(resource) -> str:
 
 @pytest.fixture
 def stack_run(deploy):
-    return lambda stack: deploy(stack, stack_values(stack))
+    return lambda stack: deploy(stack, ollama_stack_values(stack))
 
 
 # --- The container's environment ---------------------------------------------------------------

@@ -23,7 +23,7 @@ from tests.unit.conftest import (
     is_secret,
     local_config,
     remote_config,
-    stack_values,
+    ollama_stack_values,
 )
 
 pytestmark = pytest.mark.usefixtures("ssh_agent")
@@ -43,7 +43,7 @@ def _gateway_run(deploy, keys=(KEY_A, KEY_B), **gateway):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_stack_runs_a_gateway_unless_it_enables_one(stack, deploy):
-    run = deploy(stack, stack_values(stack))
+    run = deploy(stack, ollama_stack_values(stack))
     assert not run.of_type(GATEWAY_TYPE)
     assert not [name for name in run.names() if name.startswith("gateway")]
     assert run.outputs["gateway_url"] == "" and run.outputs["gateway_ca_root"] == ""

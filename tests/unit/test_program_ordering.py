@@ -15,7 +15,7 @@ from tests.unit.conftest import (
     predecessors,
     registered_id,
     remote_config,
-    stack_values,
+    ollama_stack_values,
 )
 
 pytestmark = pytest.mark.usefixtures("ssh_agent")
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("ssh_agent")
 
 @pytest.fixture
 def stack_run(deploy):
-    return lambda stack: deploy(stack, stack_values(stack))
+    return lambda stack: deploy(stack, ollama_stack_values(stack))
 
 
 @pytest.mark.parametrize("stack", ["a10", "v100"])
@@ -83,7 +83,7 @@ def test_the_alias_step_is_replaced_with_its_container_alias_name_or_models_volu
     """A new container starts without the alias loaded and a new volume without the alias: the
     step (create, load, report) runs again. A renamed alias replaces it, deleting the old one."""
     run = stack_run(stack)
-    settings = load_settings(stack, stack_values(stack), agent_socket=AGENT_SOCKET)
+    settings = load_settings(stack, ollama_stack_values(stack), agent_socket=AGENT_SOCKET)
     alias = run.by_name("model-alias")
     container = run.by_name("ollama-container")
     assert container.urn in alias.depends_on

@@ -23,7 +23,7 @@ from tests.unit.conftest import (
     registered_id,
     remote_config,
     script_parameters,
-    stack_values,
+    ollama_stack_values,
 )
 
 pytestmark = pytest.mark.usefixtures("ssh_agent")
@@ -52,7 +52,7 @@ def _script_body(command: str) -> list[str]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_container_goes_before_its_replacement_and_the_models_volume_outlives_the_stack(stack, deploy):
-    run = deploy(stack, stack_values(stack))
+    run = deploy(stack, ollama_stack_values(stack))
     (container,) = run.of_type(CONTAINER)
     (volume,) = run.of_type(VOLUME)
     (image,) = run.of_type(REMOTE_IMAGE)
@@ -221,4 +221,4 @@ def test_a_comment_edit_in_a_script_changes_nothing(deploy, edited_scripts):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_a_rerun_with_the_same_config_changes_nothing(deploy, stack):
-    assert _changed(deploy(stack, stack_values(stack)), deploy(stack, stack_values(stack))) == set()
+    assert _changed(deploy(stack, ollama_stack_values(stack)), deploy(stack, ollama_stack_values(stack))) == set()

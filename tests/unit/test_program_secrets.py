@@ -19,7 +19,7 @@ from tests.unit.conftest import (
     STACKS,
     is_secret,
     remote_config,
-    stack_values,
+    ollama_stack_values,
     without_secrets,
 )
 
@@ -97,7 +97,7 @@ def test_the_key_is_never_written_to_a_file_nor_named_in_the_docker_options(keye
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_resource_input_or_output_holds_the_agent_socket(deploy, ssh_agent, stack):
-    run = deploy(stack, stack_values(stack))
+    run = deploy(stack, ollama_stack_values(stack))
     for resource in run.resources:
         assert ssh_agent not in json.dumps(resource.inputs), resource.name
     assert ssh_agent not in json.dumps(run.outputs, default=repr)
