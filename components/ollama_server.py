@@ -22,7 +22,9 @@ class OllamaServer(pulumi.ComponentResource):
     container: docker.Container
 
     def __init__(self, name: str, server: ServerSettings, provider: docker.Provider, *, gpu: bool, warm_model: str,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 private_address: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        """`private_address`: a fleet host's address on the private network, where the API is also
+        published for the router (settings refuse a public one)."""
         super().__init__("ollama-gpu:index:OllamaServer", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -40,7 +42,8 @@ class OllamaServer(pulumi.ComponentResource):
                 "READY_TIMEOUT_SECONDS": server.startup_timeout_seconds,
             }), "serve"],
             envs=[f"{key}={value}" for key, value in effective_env(server.env).items()],
-            ports=[docker.ContainerPortArgs(internal=API_PORT_IN_CONTAINER, external=server.port, ip=server.bind_address)],
+            ports=[docker.ContainerPortArgs(internal=API_PORT_IN_CONTAINER, external=server.port, ip=address)
+                   for address in (server.bind_address, *([private_address] if private_address else []))],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=MODELS_PATH)],
             gpus="all" if gpu else None,
             restart=server.restart,

@@ -18,3 +18,6 @@ def read_pins() -> dict[str, str]:
 OLLAMA_VERSION = read_pins()["OLLAMA_VERSION"]
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
 CADDY_IMAGE = f"caddy:{read_pins()['CADDY_VERSION']}"
+LITELLM_VERSION = read_pins()["LITELLM_VERSION"]
+# LiteLLM's official proxy image, tagged main-v<version> for each PyPI release.
+LITELLM_IMAGE = f"ghcr.io/berriai/litellm:main-v{LITELLM_VERSION}"
