@@ -7,6 +7,14 @@
 # Build context: requirements.txt (every wheel pinned) and wheels/ (those wheels).
 ARG BASE_IMAGE=ollama-gpu-test/debian:bookworm
 FROM ${BASE_IMAGE}
+# Metadata first: with the vfs storage driver every step after the install copies the whole tree.
+ENV PATH=/opt/litellm/bin:$PATH \
+    LITELLM_LOCAL_MODEL_COST_MAP=True \
+    PYTHONUNBUFFERED=1
+WORKDIR /app
+EXPOSE 4000
+ENTRYPOINT ["litellm"]
+CMD ["--port", "4000"]
 COPY . /tmp/litellm/
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
@@ -15,12 +23,4 @@ RUN apt-get update \
     && python3 -m venv /opt/litellm \
     && /opt/litellm/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
         --find-links /tmp/litellm/wheels -r /tmp/litellm/requirements.txt \
-    && rm -rf /tmp/litellm \
-    && mkdir -p /app
-ENV PATH=/opt/litellm/bin:$PATH \
-    LITELLM_LOCAL_MODEL_COST_MAP=True \
-    PYTHONUNBUFFERED=1
-WORKDIR /app
-EXPOSE 4000
-ENTRYPOINT ["litellm"]
-CMD ["--port", "4000"]
+    && rm -rf /tmp/litellm
