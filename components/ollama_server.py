@@ -13,6 +13,8 @@ from ollama_gpu.shell import render_script
 MODELS_PATH = "/root/.ollama"
 API_PORT_IN_CONTAINER = 11434
 PUBLIC_BIND_LABEL = "ollama-gpu.allow-public-bind"
+# Says to the policy pack that the private-network port is the router's way in.
+ROUTER_BACKEND_LABEL = "ollama-gpu.router-backend"
 RETAIN_LABEL = "ollama-gpu.retain-on-delete"
 # OLLAMA_DEBUG logs every request: without rotation the log fills the VM's disk over weeks.
 LOG_OPTIONS = {"max-size": "20m", "max-file": "5"}
@@ -65,7 +67,8 @@ class OllamaServer(pulumi.ComponentResource):
             wait=True,
             wait_timeout=server.startup_timeout_seconds,
             must_run=True,
-            labels=[docker.ContainerLabelArgs(label=PUBLIC_BIND_LABEL, value="true")] if server.allow_public_bind else None,
+            labels=[docker.ContainerLabelArgs(label=label, value="true") for label, wanted in (
+                (PUBLIC_BIND_LABEL, server.allow_public_bind), (ROUTER_BACKEND_LABEL, private_address is not None)) if wanted] or None,
             # The name and host port are fixed, so the old container must go before the new one starts.
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )

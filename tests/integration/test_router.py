@@ -11,6 +11,7 @@ Unfrozen, the host is back in rotation after the cooldown. The counts are printe
 """
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -42,6 +43,9 @@ ATTEMPT_TIMEOUT_SECONDS = 10
 COOLDOWN_SECONDS = 5
 HEALTH_CHECK_SECONDS = 5
 ROUTER_START_SECONDS = 240
+# Every byte is a token of the tiny model's tokenizer (tiny_model.py): a prompt no health check sends.
+LONG_PROMPT_TOKENS = 300
+LONG_PROMPT = "zq" * LONG_PROMPT_TOKENS
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,18 @@ class Fleet:
                     on_done(len(outcomes))
         return outcomes
 
+    def _log(self, host: str) -> list[str]:
+        logs = subprocess.run(["docker", "logs", self.servers[host]], capture_output=True, text=True, check=True)
+        return (logs.stdout + logs.stderr).splitlines()
+
     def chats_served(self, host: str) -> int:
         """POST /api/chat lines in the server's own request log (OLLAMA_DEBUG's [GIN] lines)."""
-        logs = subprocess.run(["docker", "logs", self.servers[host]], capture_output=True, text=True, check=True)
-        return sum("[GIN]" in line and '"/api/chat"' in line for line in (logs.stdout + logs.stderr).splitlines())
+        return sum("[GIN]" in line and '"/api/chat"' in line for line in self._log(host))
+
+    def longest_prompt(self, host: str) -> int:
+        """The most prompt tokens of any completion the server ran (OLLAMA_DEBUG's "completion request")."""
+        counts = [int(m.group(1)) for line in self._log(host) if (m := re.search(r'msg="completion request" .*prompt=([0-9]+)', line))]
+        return max(counts, default=0)
 
 
 def _program(addresses: dict[str, str], port: int, suffix: str) -> ProgramRun:
@@ -165,13 +177,27 @@ def _report(phase: str, outcomes: list[Outcome]) -> None:
     print(f"router {phase}: {len(outcomes)} requests, {json.dumps(dict(sorted(hosts.items())))}")
 
 
-def test_a_request_without_the_master_key_is_refused(fleet: Fleet) -> None:
-    before = {host: fleet.chats_served(host) for host in HOSTS}
-    for headers in ({}, {"Authorization": "Bearer sk-" + "w" * 40}):
-        response = httpx.post(f"{fleet.url}/chat/completions", headers=headers, timeout=30,
-                              json={"model": ALIAS, "messages": [{"role": "user", "content": "hi"}]})
-        assert response.status_code == 401, response.text
-    assert {host: fleet.chats_served(host) for host in HOSTS} == before
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    # LiteLLM looks up any key but the master key as a virtual key, and without a database says so.
+    ({"Authorization": "Bearer " + "w" * 40}, 400),
+    ({"Authorization": "Bearer sk-" + "w" * 40}, 400),
+], ids=["missing", "wrong", "wrong-sk"])
+def test_a_request_without_the_master_key_is_refused_and_reaches_no_host(fleet: Fleet, headers: dict, status: int) -> None:
+    # The router's health checks reach the servers all along; this prompt is far longer than theirs.
+    response = httpx.post(f"{fleet.url}/chat/completions", headers=headers, timeout=30,
+                          json={"model": ALIAS, "messages": [{"role": "user", "content": LONG_PROMPT}]})
+    assert response.status_code == status, response.text
+    time.sleep(1)
+    assert all(fleet.longest_prompt(host) < LONG_PROMPT_TOKENS for host in HOSTS)
+
+
+def test_the_long_prompt_is_seen_when_it_is_admitted(fleet: Fleet) -> None:
+    """The check above can see a request: with the key, the long prompt reaches a server."""
+    response = httpx.post(f"{fleet.url}/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60,
+                          json={"model": ALIAS, "messages": [{"role": "user", "content": LONG_PROMPT}], "max_tokens": 4})
+    assert response.status_code == 200, response.text
+    assert max(fleet.longest_prompt(host) for host in HOSTS) >= LONG_PROMPT_TOKENS
 
 
 def test_both_hosts_serve_under_concurrent_load(fleet: Fleet) -> None:
@@ -204,7 +230,8 @@ def test_a_frozen_host_fails_only_requests_in_flight_and_the_rest_go_to_the_othe
     in_flight = [o for o in outcomes if o.started <= at < o.ended]
     failed = [o for o in outcomes if o.status != 200]
     print(f"router frozen: {len(in_flight)} in flight at the freeze, {len(after)} started after it, "
-          f"{len(failed)} failed; after the freeze served by {dict(Counter(o.host for o in after))}")
+          f"{len(failed)} failed; after the freeze served by {dict(Counter(o.host for o in after))}, "
+          f"slowest {max(o.ended - o.started for o in outcomes):.1f}s")
     assert after, "the load ended before the freeze"
     assert all(o.status == 200 for o in after), [o.status for o in after]
     assert {o.host for o in after if o.started > at + ATTEMPT_TIMEOUT_SECONDS * 2} <= {"gpu1"}

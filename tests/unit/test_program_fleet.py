@@ -56,8 +56,10 @@ def test_each_host_is_reached_through_its_own_connection_and_engine(deploy):
 
 def test_ollama_is_published_on_loopback_and_the_private_address_only(deploy):
     run = _run(deploy)
-    ports = run.by_name("gpu1-ollama-container").inputs["ports"]
-    assert [(port["ip"], port["external"]) for port in ports] == [("127.0.0.1", 11434), ("10.0.0.5", 11434)]
+    container = run.by_name("gpu1-ollama-container").inputs
+    assert [(port["ip"], port["external"]) for port in container["ports"]] == [("127.0.0.1", 11434), ("10.0.0.5", 11434)]
+    # The policy pack admits the private-address port of a container so labelled, and no other.
+    assert container["labels"] == [{"label": "ollama-gpu.router-backend", "value": "true"}]
 
 
 def test_one_router_on_the_named_host_with_its_config_as_a_secret_upload(deploy):
@@ -139,8 +141,9 @@ def test_single_host_stacks_register_no_fleet_resource(stack, deploy):
     run = deploy(stack, stack_values(stack))
     assert not run.of_type(ROUTER_TYPE)
     assert not [n for n in run.names() if n.startswith(("gpu", "router"))]
-    ports = run.by_name("ollama-container").inputs["ports"]
-    assert [port["ip"] for port in ports] == ["127.0.0.1"]
+    container = run.by_name("ollama-container").inputs
+    assert [port["ip"] for port in container["ports"]] == ["127.0.0.1"]
+    assert "ollama-gpu.router-backend" not in str(container.get("labels"))
 
 
 @pytest.mark.parametrize("overrides, key, fix", [
