@@ -30,7 +30,7 @@ class Deployed:
     verification: PlanVerification
 
 
-def deploy_host(settings: Settings, plan: Optional[Plan], prefix: str = "", private_address: Optional[str] = None) -> Deployed:
+def deploy_host(settings: Settings, plan: Optional[Plan], prefix: str = "", router_backend: bool = False) -> Deployed:
     """Steps 1-5 on one host; a fleet host's resources carry its name as `prefix` ("gpu1-")."""
     target = CommandTarget.for_settings(settings)
     # 1. Host prep: Docker, and for a GPU: driver check, NVIDIA toolkit, Docker's NVIDIA runtime, cgroups, GPU check.
@@ -39,7 +39,7 @@ def deploy_host(settings: Settings, plan: Optional[Plan], prefix: str = "", priv
     # 2. The Ollama container: pinned image, tuned env, kept models volume, self-healing, loads the alias at every start.
     docker_engine = target.docker_provider(f"{prefix}docker", opts=pulumi.ResourceOptions(depends_on=host_ready))
     server = OllamaServer(f"{prefix}ollama", settings.server, docker_engine, gpu=settings.has_gpu,
-                          warm_model=settings.model.alias, private_address=private_address)
+                          warm_model=settings.model.alias, router_backend=router_backend)
 
     # 3-4. Pull the base model, create the alias from the configured parameters, load it, report the placement.
     model = ModelAlias(
@@ -81,7 +81,7 @@ else:
     # A fleet: steps 0b-5 on every host, then one router in front of them all.
     members = fleet_members(settings)
     plans = {member.name: plan_or_fail(member.settings) for member in members}
-    hosts = {member.name: deploy_host(member.settings, plans[member.name], f"{member.name}-", member.private_address)
+    hosts = {member.name: deploy_host(member.settings, plans[member.name], f"{member.name}-", router_backend=True)
              for member in members}
 
     # 7. Opt-in: LiteLLM's router, least-busy across the hosts, retrying on another host, health-checked.

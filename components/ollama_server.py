@@ -24,9 +24,8 @@ class OllamaServer(pulumi.ComponentResource):
     container: docker.Container
 
     def __init__(self, name: str, server: ServerSettings, provider: docker.Provider, *, gpu: bool, warm_model: str,
-                 private_address: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
-        """`private_address`: a fleet host's address on the private network, where the API is also
-        published for the router (settings refuse a public one)."""
+                 router_backend: bool = False, opts: Optional[pulumi.ResourceOptions] = None):
+        """`router_backend`: a fleet host's server, published on its private address for the router."""
         super().__init__("ollama-gpu:index:OllamaServer", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -44,8 +43,7 @@ class OllamaServer(pulumi.ComponentResource):
                 "READY_TIMEOUT_SECONDS": server.startup_timeout_seconds,
             }), "serve"],
             envs=[f"{key}={value}" for key, value in effective_env(server.env).items()],
-            ports=[docker.ContainerPortArgs(internal=API_PORT_IN_CONTAINER, external=server.port, ip=address)
-                   for address in (server.bind_address, *([private_address] if private_address else []))],
+            ports=[docker.ContainerPortArgs(internal=API_PORT_IN_CONTAINER, external=server.port, ip=server.bind_address)],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=MODELS_PATH)],
             gpus="all" if gpu else None,
             restart=server.restart,
@@ -68,7 +66,7 @@ class OllamaServer(pulumi.ComponentResource):
             wait_timeout=server.startup_timeout_seconds,
             must_run=True,
             labels=[docker.ContainerLabelArgs(label=label, value="true") for label, wanted in (
-                (PUBLIC_BIND_LABEL, server.allow_public_bind), (ROUTER_BACKEND_LABEL, private_address is not None)) if wanted] or None,
+                (PUBLIC_BIND_LABEL, server.allow_public_bind), (ROUTER_BACKEND_LABEL, router_backend)) if wanted] or None,
             # The name and host port are fixed, so the old container must go before the new one starts.
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )

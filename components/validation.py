@@ -46,8 +46,9 @@ def load_settings_or_fail() -> Settings:
         settings = load_settings(
             stack, values_from_engine_config(stack, engine_config, secret_keys), agent_socket=os.environ.get("SSH_AUTH_SOCK")
         )
-        for host_settings in [settings, *(member.settings for member in fleet_members(settings))]:
-            require_reachable_host(host_settings)
+        require_reachable_host(settings)
+        for index, member in enumerate(fleet_members(settings)):
+            require_reachable_host(member.settings, key=f"hosts[{index}]")
     except UserError as error:
         refuse(error)
     return settings

@@ -1,7 +1,11 @@
 """A fleet stack seen as one single-host stack per VM, and the plan table with the fleet's totals.
 
 Each member is the stack's settings with `host`, `profile` and `hardware` taken from its `hosts`
-entry, so host prep, server, alias, planner and verification run unchanged per host. A member's
+entry, and the server published on the host's private address (the router's way in; settings
+accept only private-network addresses there), so host prep, server, alias, planner and
+verification run unchanged per host. One binding, not loopback and the private address: Docker
+reports two bindings of one port in an order of its own, which the docker provider then shows
+as a change on every `pulumi up` (found by tests/e2e/test_deploy_fleet.py). A member's
 profile picks the planner's hardware and whether NVIDIA setup runs; server and model settings are
 the stack's, so every host serves the same alias with the same parameters (the router needs that).
 Nothing here imports Pulumi.
@@ -11,6 +15,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Optional
 
+from ollama_gpu.endpoints import api_url_on_host
 from ollama_gpu.planner.plan import Plan, format_plan_table
 from ollama_gpu.planner.units import format_ollama
 from ollama_gpu.settings import FleetHostSettings, HostSettings, RouterSettings, Settings
@@ -19,18 +24,18 @@ from ollama_gpu.settings import FleetHostSettings, HostSettings, RouterSettings,
 @dataclass(frozen=True)
 class FleetMember:
     name: str
-    private_address: str
     settings: Settings
 
 
 def fleet_members(settings: Settings) -> tuple[FleetMember, ...]:
-    return tuple(FleetMember(host.name, host.private_address, _member_settings(settings, host)) for host in settings.hosts)
+    return tuple(FleetMember(host.name, _member_settings(settings, host)) for host in settings.hosts)
 
 
 def _member_settings(settings: Settings, host: FleetHostSettings) -> Settings:
     ssh = HostSettings(address=host.address, user=host.user, port=host.port, hostKey=host.host_key)
     return settings.model_copy(update={
         "host": ssh,
+        "server": settings.server.model_copy(update={"bind_address": host.private_address}),
         "hosts": [],
         "router": RouterSettings(),
         "profile": host.profile or settings.profile,
@@ -40,8 +45,7 @@ def _member_settings(settings: Settings, host: FleetHostSettings) -> Settings:
 
 def backend_url(member: FleetMember) -> str:
     """Where the router reaches a member's Ollama: its private address, where the server is published."""
-    address = member.private_address
-    return f"http://{f'[{address}]' if ':' in address else address}:{member.settings.server.port}"
+    return api_url_on_host(member.settings)
 
 
 def router_url(settings: Settings) -> str:

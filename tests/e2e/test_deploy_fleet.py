@@ -145,6 +145,7 @@ def fleet(tmp_path_factory, pulumi_engine, ollama_standin_image: str, native_oll
             subprocess.run(["ssh-add", "-q", str(vm2.private_key_path)], env={"SSH_AUTH_SOCK": agent}, check=True)
             vms = {"gpu1": vm1, "gpu2": vm2}
             env = pulumi_engine.env(workdir / "state", workdir / "pulumi-home") | {"SSH_AUTH_SOCK": agent}
+            (workdir / "state").mkdir()
             checkout = fresh_checkout(workdir / "checkout", env)
             gguf = write_tiny_gguf(workdir / "tiny.gguf")
             (checkout.path / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_config(vms, registry, gguf)))
@@ -163,7 +164,9 @@ def test_up_prepares_both_hosts_and_starts_the_router(fleet: FleetDeployment):
     assert "error" not in up.stderr.lower(), up.stderr
     for host in ("gpu1", "gpu2"):
         assert fleet.on(host, "docker inspect --format '{{.State.Health.Status}}' ollama").strip() == "healthy"
-        assert ALIAS in fleet.on(host, "curl -fsS http://127.0.0.1:11434/api/ps")
+        # A fleet host's server listens on its private address only.
+        assert ALIAS in fleet.on(host, f"curl -fsS http://{fleet.vms[host].address}:11434/api/ps")
+        assert fleet.vms[host].ssh("curl -fsS http://127.0.0.1:11434/api/ps").returncode != 0
     assert fleet.on("gpu1", "docker inspect --format '{{.State.Running}}' ollama-router").strip() == "true"
     assert fleet.on("gpu2", "docker ps -q --filter name=^ollama-router$").strip() == ""
     fleet.wait_for_router()
@@ -208,7 +211,7 @@ def test_a_frozen_server_fails_only_requests_in_flight_and_heals_back_into_rotat
     # The health check kills the frozen server; it restarts and loads the alias by itself.
     deadline = time.monotonic() + SELF_HEAL_SECONDS
     while fleet.on("gpu2", "docker inspect --format '{{.RestartCount}}' ollama").strip() == "0" \
-            or fleet.vms["gpu2"].ssh("curl -fsS --max-time 3 http://127.0.0.1:11434/api/ps").stdout.count(ALIAS) == 0:
+            or fleet.vms["gpu2"].ssh(f"curl -fsS --max-time 3 http://{fleet.vms['gpu2'].address}:11434/api/ps").stdout.count(ALIAS) == 0:
         assert time.monotonic() < deadline, "gpu2's server did not come back with its alias loaded"
         time.sleep(2)
     while True:

@@ -177,7 +177,7 @@ def test_image_pinned_fails(analyzer, resource_type, props, problem):
             labels=[label("ollama-gpu.allow-public-bind", "true")],
         ),
         container(
-            ports=[{"internal": 11434, "external": 11434, "ip": "127.0.0.1"}, {"internal": 11434, "external": 11434, "ip": "10.0.0.5"}],
+            ports=[{"internal": 11434, "external": 11434, "ip": "10.0.0.5"}],
             labels=[label("ollama-gpu.router-backend", "true")],
         ),
     ],

@@ -54,10 +54,11 @@ def test_each_host_is_reached_through_its_own_connection_and_engine(deploy):
         assert run.providers[container.urn].endswith(f"::{name}-docker")
 
 
-def test_ollama_is_published_on_loopback_and_the_private_address_only(deploy):
+def test_ollama_is_published_on_the_private_address_only_where_the_host_scripts_reach_it_too(deploy):
     run = _run(deploy)
     container = run.by_name("gpu1-ollama-container").inputs
-    assert [(port["ip"], port["external"]) for port in container["ports"]] == [("127.0.0.1", 11434), ("10.0.0.5", 11434)]
+    assert [(port["ip"], port["external"]) for port in container["ports"]] == [("10.0.0.5", 11434)]
+    assert "API_URL=http://10.0.0.5:11434 " in run.by_name("gpu1-model-alias").inputs["create"]
     # The policy pack admits the private-address port of a container so labelled, and no other.
     assert container["labels"] == [{"label": "ollama-gpu.router-backend", "value": "true"}]
 
