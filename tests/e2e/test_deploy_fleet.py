@@ -37,7 +37,7 @@ MASTER_KEY = "sk-" + "f1ee7" * 8
 ROUTER_REPOSITORY = f"berriai/litellm:main-v{LITELLM_VERSION}"
 ROUTER_PORT = 4000
 CONCURRENCY = 4
-ATTEMPT_TIMEOUT_SECONDS = 10
+ATTEMPT_TIMEOUT_SECONDS = 30
 SELF_HEAL_SECONDS = 180
 ROUTER_START_SECONDS = 300
 
@@ -48,6 +48,7 @@ class Outcome:
     ended: float
     status: int
     host: str
+    error: str = ""  # the router's answer to a failed request, for the report
 
 
 @dataclass
@@ -73,10 +74,10 @@ class FleetDeployment:
         try:
             response = client.post("/chat/completions", json={
                 "model": ALIAS, "messages": [{"role": "user", "content": f"request {index}"}], "max_tokens": 8})
-            status, host = response.status_code, response.headers.get("x-litellm-model-id", "")
-        except httpx.TransportError:
-            status, host = 0, ""
-        return Outcome(started, time.monotonic(), status, host if status == 200 else "")
+            status, host, error = response.status_code, response.headers.get("x-litellm-model-id", ""), response.text[:300]
+        except httpx.TransportError as failure:
+            status, host, error = 0, "", str(failure)
+        return Outcome(started, time.monotonic(), status, host if status == 200 else "", "" if status == 200 else error)
 
     def load(self, count: int, on_done=None) -> list[Outcome]:
         with httpx.Client(base_url=self.router_url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=120) as client, \

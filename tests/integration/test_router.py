@@ -38,8 +38,9 @@ ALIAS = "tiny:router"
 BASE = "tiny:base"
 HOSTS = ("gpu1", "gpu2")
 CONCURRENCY = 4
-# Short, so that the frozen host's in-flight requests give up and are retried on the other host soon.
-ATTEMPT_TIMEOUT_SECONDS = 10
+# Short enough that the frozen host's in-flight requests give up and are retried on the other host
+# soon; long enough that a healthy host answers in time on a busy machine (10 s timed some out).
+ATTEMPT_TIMEOUT_SECONDS = 30
 COOLDOWN_SECONDS = 5
 HEALTH_CHECK_SECONDS = 5
 ROUTER_START_SECONDS = 240
@@ -54,6 +55,7 @@ class Outcome:
     ended: float
     status: int
     host: str  # the deployment id LiteLLM answered with, "" when it failed
+    error: str = ""  # the router's answer to a failed request, for the report
 
 
 @dataclass
@@ -68,10 +70,10 @@ class Fleet:
             response = client.post("/chat/completions", json={
                 "model": ALIAS, "messages": [{"role": "user", "content": f"request {index}"}], "max_tokens": 8,
             })
-            status, host = response.status_code, response.headers.get("x-litellm-model-id", "")
-        except httpx.TransportError:
-            status, host = 0, ""
-        return Outcome(started, time.monotonic(), status, host if status == 200 else "")
+            status, host, error = response.status_code, response.headers.get("x-litellm-model-id", ""), response.text[:300]
+        except httpx.TransportError as failure:
+            status, host, error = 0, "", str(failure)
+        return Outcome(started, time.monotonic(), status, host if status == 200 else "", "" if status == 200 else error)
 
     def load(self, count: int, on_done=None) -> list[Outcome]:
         with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=120) as client, \
@@ -174,7 +176,9 @@ def fleet(ollama_standin_image: str, tmp_path_factory: pytest.TempPathFactory) -
 
 def _report(phase: str, outcomes: list[Outcome]) -> None:
     hosts = Counter(outcome.host or "failed" for outcome in outcomes)
-    print(f"router {phase}: {len(outcomes)} requests, {json.dumps(dict(sorted(hosts.items())))}")
+    errors = Counter(f"{o.status} {o.error}" for o in outcomes if o.status != 200)
+    print(f"router {phase}: {len(outcomes)} requests, {json.dumps(dict(sorted(hosts.items())))}"
+          + "".join(f"\n  {count} x {error}" for error, count in errors.items()))
 
 
 @pytest.mark.parametrize("headers, status", [

@@ -35,7 +35,7 @@ def test_routing_retries_health_checks_and_the_key_are_as_configured():
     }
     assert config["general_settings"] == {
         "master_key": KEY, "disable_spend_logs": True, "background_health_checks": True,
-        "health_check_interval": 7, "enable_health_check_routing": True,
+        "health_check_interval": 7, "enable_health_check_routing": True, "health_check_ignore_transient_errors": True,
     }
     assert all(d["litellm_params"]["timeout"] == 90 for d in config["model_list"])
 
