@@ -2,6 +2,7 @@
 
     scripts/bench [--stack a10] [--url URL] [--model ALIAS] [--sizes 1024,4096,12288] [--repeat 3]
                   [--num-ctx N] [--num-predict N] [--timeout S] [--json]
+    scripts/bench --concurrency 1,2,4,8 ...   (concurrent load; see load.py)
 
 The field notes' lesson is that a long first prompt, not decode speed, decides whether a client with
 a fixed timeout (5 minutes for Cherry Studio) gets an answer, so each size is measured as a client
@@ -32,7 +33,7 @@ from typing import Any, Optional, TextIO
 import httpx
 import ollama
 
-from ollama_gpu import generation_stats
+from ollama_gpu import generation_stats, load
 from ollama_gpu.errors import UserError
 from ollama_gpu.generation_stats import Spread, format_number, format_spread
 from ollama_gpu.settings import Settings
@@ -417,17 +418,33 @@ def _positive(text: str) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     add_target_arguments(parser, f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
-    parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES), help="prompt sizes in tokens (default 1024,4096,12288)")
-    parser.add_argument("--repeat", type=_positive, default=DEFAULT_REPEATS, help=f"runs per size, each with a fresh prompt (default {DEFAULT_REPEATS})")
+    parser.add_argument("--sizes", type=_sizes, help="prompt sizes in tokens (default 1024,4096,12288)")
+    parser.add_argument("--repeat", type=_positive, help=f"runs per size, each with a fresh prompt (default {DEFAULT_REPEATS})")
     parser.add_argument("--num-ctx", type=_positive, help="context window for the requests (default: the model's num_ctx, else the stack's numCtx)")
     parser.add_argument("--num-predict", type=_positive, default=DEFAULT_NUM_PREDICT, help=f"tokens generated per run (default {DEFAULT_NUM_PREDICT})")
+    load.add_load_arguments(parser, _positive)
     args = parser.parse_args(argv)
+    if args.concurrency:
+        single_stream_only = [flag for flag, value in (("--sizes", args.sizes), ("--repeat", args.repeat), ("--num-ctx", args.num_ctx)) if value]
+        if single_stream_only:
+            parser.error(f"{', '.join(single_stream_only)} belong to the single-stream bench, not to --concurrency")
+        return run_cli("bench", lambda: produce_load(args), load.format_load_table, args.json)
+    if args.api != "ollama" or args.api_key_env or args.ca_cert:
+        parser.error("--api, --api-key-env and --ca-cert belong to the load benchmark: add --concurrency")
 
     def produce() -> dict[str, Any]:
         target = resolve_target(args, default_timeout_s=DEFAULT_TIMEOUT_S)
-        return run_bench(target, args.sizes, args.repeat, args.num_predict, args.num_ctx)
+        return run_bench(target, args.sizes or list(DEFAULT_SIZES), args.repeat or DEFAULT_REPEATS, args.num_predict, args.num_ctx)
 
     return run_cli("bench", produce, format_table, args.json)
+
+
+def produce_load(args: argparse.Namespace) -> dict[str, Any]:
+    credentials = load.read_api_key(args.api_key_env or load.DEFAULT_API_KEY_ENV, required=bool(args.api_key_env))
+    target = resolve_target(args, default_timeout_s=DEFAULT_TIMEOUT_S)
+    spec = load.LoadSpec(load.APIS[args.api], args.concurrency, args.requests_per_stream, args.prompt_tokens, args.num_predict)
+    words = PromptSizer().words_for(args.prompt_tokens)
+    return load.run_load(target, spec, credentials, args.ca_cert, synthetic_prompt, words, ProgressBar)
 
 
 if __name__ == "__main__":

@@ -292,7 +292,7 @@ DERIVED_PROMPTS = (2048, 12288, 32768)
 def derived_rows() -> list[str]:
     """The A10 and V100 prefill the model derives (not measured): each profile's recipe settings
     (stack defaults: q8_0 KV, 32K context), op offload, num_batch 512 and 2048, per prompt size."""
-    rows = [f"| card | model | num_batch | layers on GPU | " + " | ".join(f"{n} tokens: tok/s (s)" for n in DERIVED_PROMPTS)
+    rows = ["| card | model | num_batch | layers on GPU | " + " | ".join(f"{n} tokens: tok/s (s)" for n in DERIVED_PROMPTS)
             + " |", "|---|---|---|---|" + "---|" * len(DERIVED_PROMPTS)]
     for profile, overhead in ((A10, 1 << 30), (V100, 512 << 20)):
         for name in ("qwen3:30b-a3b-thinking-2507-q8_0", "qwen3:30b-a3b-thinking-2507-q4_K_M"):

@@ -109,9 +109,16 @@ def _pattern(ggml_type: str, rng: np.random.Generator) -> bytes:
     # overflow (seen on the GPU machine: NaN logits with Q4_K/Q6_K scales 8x these).
     if ggml_type in ("Q8_0", "Q4_0"):  # block_q8_0 / block_q4_0: f16 d, then quants
         blocks[:, 0:2] = f16(2.0**-10)
-    elif ggml_type in ("Q4_K", "Q5_K"):  # f16 d, f16 dmin, 6-bit scales/mins (<= 63), 4-bit quants
-        blocks[:, 0:2] = f16(2.0**-13)
-        blocks[:, 2:4] = f16(2.0**-15)
+    elif ggml_type in ("Q4_K", "Q5_K"):  # f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, quants
+        # A weight is d*sc*q - dmin*m. With random scales and mins every weight had a positive mean
+        # (about +0.03), so activations grew coherently with the width until CUDA's f16
+        # intermediates overflowed in fully resident runs (the lab's HTTP 500s). Equal scale and
+        # min bytes (0x33: sc = m = 51 for four sub-blocks, 3 for the other four) with dmin = d
+        # times the quants' mean (7.5 for 4 bits, 15.5 for 5) centre every sub-block on zero.
+        d = 2.0**-13
+        blocks[:, 0:2] = f16(d)
+        blocks[:, 2:4] = f16(d * (7.5 if ggml_type == "Q4_K" else 15.5))
+        blocks[:, 4:16] = 0x33
     elif ggml_type == "Q6_K":  # block_q6_K: ql, qh, int8 scales, then f16 d last; quants -32..31
         blocks[:, 192:208] = rng.integers(1, 17, size=(count, 16), dtype=np.uint8)
         blocks[:, 208:210] = f16(2.0**-12)

@@ -34,6 +34,13 @@ def gpu_query(*fields: str) -> list[dict[str, str]]:
     return [dict(zip(fields, (value.strip() for value in line.split(",")))) for line in text.splitlines() if line]
 
 
+def gpu_apps() -> list[dict[str, str]]:
+    """nvidia-smi --query-compute-apps: the processes holding GPU memory (MiB), one dict each."""
+    fields = ("pid", "used_memory")
+    text = _run("nvidia-smi", f"--query-compute-apps={','.join(fields)}", "--format=csv,noheader,nounits")
+    return [dict(zip(fields, (value.strip() for value in line.split(",")))) for line in text.splitlines() if line]
+
+
 def gpu_free_bytes() -> tuple[int, int] | None:
     """(free, total) of GPU 0 as the driver reports them now, in bytes (nvidia-smi gives MiB)."""
     rows = gpu_query("memory.free", "memory.total")

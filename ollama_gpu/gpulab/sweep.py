@@ -21,18 +21,16 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ollama_gpu.gpulab import hostinfo
 from ollama_gpu.gpulab.gguf_writer import write_gguf
+from ollama_gpu.gpulab.lab_run import ServerProcess, measure_sizes, sweep_points
 from ollama_gpu.gpulab.models import MODELS, prompt_text, scaled_down
 
 GIB = 1 << 30
@@ -88,44 +86,11 @@ def emulated_overhead(free: int, target_gib: float | None) -> int:
     return max(0, free - round(target_gib * GIB) + RECIPE_OVERHEAD)
 
 
-class Server:
-    """``ollama serve`` with a given environment, its log in a file."""
-
-    def __init__(self, binary: str, env: dict[str, str], log_path: Path) -> None:
-        self.url = f"http://127.0.0.1:{PORT}"
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [binary, "serve"], env={**os.environ, **env, "OLLAMA_HOST": f"127.0.0.1:{PORT}"},
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.time() + 60
-        while True:
-            try:
-                self.request("GET", "/api/version", timeout=2)
-                return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if self.process.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"ollama serve did not start; see {log_path}") from None
-                time.sleep(0.2)
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 600) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read() or b"null")
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
-        return self.log_path.read_text(errors="replace")
+def ollama_server(binary: str, env: dict[str, str], log_path: Path) -> ServerProcess:
+    """``ollama serve`` with a given environment, ready once it answers /api/version."""
+    return ServerProcess([binary, "serve"], env | {"OLLAMA_HOST": f"127.0.0.1:{PORT}"}, log_path, PORT,
+                         ready=lambda server: server.request("GET", "/api/version", timeout=2) is not None,
+                         timeout=60)
 
 
 def _request_record(response: dict[str, Any], requested: int) -> dict[str, Any]:
@@ -168,12 +133,14 @@ def run_point(
         "gpu_free_before": gpu[0] if gpu else None,
         "gpu_total": gpu[1] if gpu else None,
         "env": env | {"OLLAMA_MODELS": "<lab models dir>"},
+        # A build beside a point (run.sh overlaps the first sweeps with one) shows here.
+        "host_load_before": round(os.getloadavg()[0], 2),
         "requests": [],
     }
     options = {"num_ctx": args.num_ctx, "num_batch": point.num_batch or args.num_batch, "use_mmap": False}
     record["options"] = options
     log_path = args.log_dir / f"{args.model}-{point.label.replace('/', '-')}.log"
-    server = Server(args.ollama, env, log_path)
+    server = ollama_server(args.ollama, env, log_path)
     try:
         started = time.time()
         loaded = server.request("POST", "/api/generate",
@@ -195,18 +162,7 @@ def run_point(
                                                   timeout=max(30, deadline - time.time())), tokens)
 
         record["warmup"] = generate(64, 4, 0)
-        seconds_per_token = None
-        for index, size in enumerate(args.sizes, start=1):
-            estimate = 10 + (size * seconds_per_token * 1.5 if seconds_per_token else 0)
-            # The first size always runs (within the deadline): every point gets one figure.
-            if time.time() + estimate > (share if index > 1 else deadline):
-                record.setdefault("skipped_sizes", []).append(size)
-                continue
-            result = generate(size, args.decode_tokens, index)
-            record["requests"].append(result)
-            if result["prefill_tokens_per_s"]:
-                # Prefill slows as the context grows; scale from the largest size so far.
-                seconds_per_token = 1 / result["prefill_tokens_per_s"]
+        measure_sizes(record, args.sizes, deadline, share, lambda size, index: generate(size, args.decode_tokens, index))
     except Exception as error:  # the record keeps what was measured before the failure
         record["error"] = f"{type(error).__name__}: {error}"
     finally:
@@ -215,7 +171,7 @@ def run_point(
     return record
 
 
-def _write_model(args: argparse.Namespace, key: str) -> tuple[str, Path, dict[str, Any]]:
+def write_model(args: argparse.Namespace, key: str) -> tuple[str, Path, dict[str, Any]]:
     model = MODELS[key]
     if args.scale_blocks:
         model = scaled_down(model, args.scale_blocks, args.scale_vocab)
@@ -253,17 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-blocks", type=int, default=0, help="tests: keep only this many blocks")
     parser.add_argument("--scale-vocab", type=int, default=4096, help="tests: vocabulary when scaled down")
     parser.add_argument("--gguf-only", action="store_true", help="only write the model's GGUF into the store")
+    parser.add_argument("--keep-gguf", action="store_true", help="leave the GGUF for a later sweep (llama-server's)")
     args = parser.parse_args(argv)
     deadline = args.deadline or time.time() + 3600
     args.log_dir.mkdir(parents=True, exist_ok=True)
     if args.gguf_only:
-        print(_write_model(args, args.model)[2])
+        print(write_model(args, args.model)[2])
         return 0
 
     host = json.loads(args.host_info.read_text()) if args.host_info else hostinfo.collect()
     version = subprocess.run([args.ollama, "--version"], capture_output=True, text=True,
                              env={**os.environ, "OLLAMA_HOST": "127.0.0.1:9"}).stdout.strip()
-    digest, blob, gguf = _write_model(args, args.model)
+    digest, blob, gguf = write_model(args, args.model)
     model_name = f"lab-{args.model}".lower()
     results: dict[str, Any] = {
         "lab_format": 1, "model": args.model, "ollama_version": version, "host": host, "gguf": gguf,
@@ -272,29 +229,20 @@ def main(argv: list[str] | None = None) -> int:
                      "recipe_overhead": RECIPE_OVERHEAD, "scale_blocks": args.scale_blocks},
         "runs": [],
     }
-    creator = Server(args.ollama, {"OLLAMA_MODELS": str(args.models_dir)}, args.log_dir / f"{args.model}-create.log")
+    creator = ollama_server(args.ollama, {"OLLAMA_MODELS": str(args.models_dir)}, args.log_dir / f"{args.model}-create.log")
     try:
         creator.request("POST", "/api/create", {"model": model_name, "files": {"model.gguf": f"sha256:{digest}"},
                                                  "stream": False})
     finally:
         creator.stop()
-    try:
-        for index, point in enumerate(args.points):
-            now = time.time()
-            if now + 45 > deadline:
-                results.setdefault("skipped_points", []).append(point.label)
-                continue
-            share = now + (deadline - now) / (len(args.points) - index)
-            run = run_point(args, point, model_name, deadline, share, seed=args.seed * 100 + index)
-            results["runs"].append(run)
-            args.out.write_text(json.dumps(results, indent=1))
-            summary = [(r["prompt_tokens"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"]) for r in run["requests"]]
-            offloaded = next((line for line in reversed(run["log_lines"]) if "offloaded" in line), "")
-            print(f"{args.model} {point.label}: {re.sub('.*msg=', '', offloaded)} {summary} {run.get('error', '')}",
-                  flush=True)
-    finally:
-        blob.unlink(missing_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+
+    def describe(point: Point, run: dict[str, Any]) -> str:
+        offloaded = next((line for line in reversed(run["log_lines"]) if "offloaded" in line), "")
+        return f"{args.model} {point.label}: {re.sub('.*msg=', '', offloaded)}"
+
+    sweep_points(args.points, deadline, results, args.out, describe=describe, gguf=blob, keep_gguf=args.keep_gguf,
+                 run=lambda point, share, index: run_point(args, point, model_name, deadline, share,
+                                                           seed=args.seed * 100 + index))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``scripts/plan``: print where Ollama will put a model before deploying it.
+"""``scripts/plan``: print where Ollama (or llama-server) will put a model before deploying it.
 
 Profile values (--gpu) are the defaults; every explicit flag overrides its profile value. Bad input
 prints one line on stderr and exits 2, so the command is safe to call from Make and CI.
@@ -16,8 +16,10 @@ from ollama_gpu.planner.catalog import CATALOG, alternatives, catalog_geometry
 from ollama_gpu.planner.geometry import ModelGeometry
 from ollama_gpu.planner.registry import RegistryError, RegistryUnreachable, read_remote_model
 from ollama_gpu.planner.hardware import PROFILES
+from ollama_gpu.planner.llamacpp_placement import DEFAULT_FIT_TARGET
+from ollama_gpu.planner.parallel import format_parallel_table, parallel_table
 from ollama_gpu.planner.placement import KV_CACHE_TYPES
-from ollama_gpu.planner.plan import PlanInputs, build_plan, format_plan_table
+from ollama_gpu.planner.plan import ENGINES, PlanInputs, build_plan, format_plan_table
 from ollama_gpu.planner.units import parse_rate, parse_size
 
 # The project's recipe (field-notes.md, the Modelfile): 32K context, 20K tokens for the answer.
@@ -78,15 +80,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gpu-overhead", type=_typed(parse_size), default=0, help="OLLAMA_GPU_OVERHEAD, e.g. 1GiB")
     parser.add_argument("--num-parallel", type=int, default=1)
+    parser.add_argument(
+        "--parallel", type=_typed(_slot_counts),
+        help="add a section for these numParallel slot counts, e.g. 1,2,4: what moves to the CPU, decode bounds per stream and in aggregate",
+    )
     parser.add_argument("--prefill-rate", type=float, help="prompt tokens/s of the first prompt")
     parser.add_argument("--client-timeout", type=float, default=300.0, help="client timeout in s (default 300)")
     parser.add_argument("--context-fill", type=int, default=4096, help="tokens in context for the decode bound")
+    parser.add_argument("--engine", choices=ENGINES, default="ollama", help="server that runs the model (default ollama)")
+    parser.add_argument("--n-cpu-moe", type=int, help="llama-server: blocks whose routed experts stay in host RAM "
+                        "(default: the smallest number that fits)")
+    parser.add_argument("--margin", type=_typed(parse_size), default=DEFAULT_FIT_TARGET,
+                        help="llama-server: VRAM left unused, as --fit-target (default 1GiB)")
+    parser.add_argument("--load-mode", choices=("mmap", "none"), default="mmap",
+                        help="llama-server: mmap keeps host weights in the mapped file (pageable), none in pinned memory")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser
 
 
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(parse_size(part) for part in text.split(","))
+
+
+def _slot_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(","))
+    if min(counts) < 1:
+        raise ValueError(f"slot counts must be positive: {text!r}")
+    return counts
 
 
 def _model(args: argparse.Namespace) -> tuple[ModelGeometry, tuple[str, ...]]:
@@ -142,17 +162,26 @@ def _inputs(args: argparse.Namespace) -> PlanInputs:
         gpu_free_vrams=args.gpus or (),
         num_gpu=args.num_gpu,
         source_notes=notes,
+        engine=args.engine,
+        n_cpu_moe=args.n_cpu_moe,
+        llama_margin=args.margin,
+        llama_mmap=args.load_mode == "mmap",
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        plan = build_plan(_inputs(args))
+        inputs = _inputs(args)
+        plan = build_plan(inputs)
+        parallel = parallel_table(inputs, args.parallel) if args.parallel else None
     except (UsageError, ValueError) as error:
         print(f"scripts/plan: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan_table(plan))
+    if args.json:
+        print(json.dumps({**plan.to_dict(), **({"parallel": parallel.to_dict()} if parallel else {})}, indent=2))
+    else:
+        print(format_plan_table(plan) + (f"\n\n{format_parallel_table(parallel)}" if parallel else ""))
     return 0
 
 

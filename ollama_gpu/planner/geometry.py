@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -134,6 +134,8 @@ class ModelGeometry(ModelShape):
     rules: EngineRules | None = None
     # Things the reader noticed that change no figure but that a user should know.
     notes: tuple[str, ...] = ()
+    # Every tensor as the GGUF lists it: llama.cpp places tensors one by one (llamacpp_placement.py).
+    tensors: tuple[TensorInfo, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.block_count <= 0:
@@ -196,6 +198,7 @@ def geometry_from_tensors(
     has_output_tensor = False
     expert_share = shape.expert_used_count / shape.expert_count if shape.is_moe else 1.0
     listed_bytes = 0
+    tensors = tuple(tensors)
     for tensor in tensors:
         size = tensor.nbytes
         if tensor.ggml_type == "BF16" and tensor.name.endswith("_exps.bias"):
@@ -221,8 +224,7 @@ def geometry_from_tensors(
                 raise ValueError(f"{name}: tensor {tensor.name} is past block_count {shape.block_count}")
             blocks[block] += size
             largest[block] = max(largest[block], size)
-            is_routed_expert = "_exps" in tensor.name
-            active[block] += round(size * expert_share) if is_routed_expert else size
+            active[block] += round(size * expert_share) if is_routed_expert(tensor.name) else size
         else:
             inputs += size
     if not has_output_tensor:
@@ -238,7 +240,13 @@ def geometry_from_tensors(
         file_size=file_size if file_size is not None else listed_bytes,
         rules=rules,
         notes=notes,
+        tensors=tensors,
     )
+
+
+def is_routed_expert(name: str) -> bool:
+    """A tensor of the routed experts (``ffn_*_exps``), of which a token reads only the used share."""
+    return "_exps" in name
 
 
 def _shape_fields(shape: ModelShape) -> dict[str, object]:

@@ -125,8 +125,14 @@ def _staging_bytes(geometry: ModelGeometry, host_blocks: range, activations: int
     """
     if not host_blocks:
         return 0
-    largest = max(geometry.block_largest_tensor_bytes[i] for i in host_blocks)
-    return max(0, largest - activations // 2) + HOST_BLOCKS_SPLIT_OVERHEAD
+    return staged_weight_bytes(max(geometry.block_largest_tensor_bytes[i] for i in host_blocks), activations)
+
+
+def staged_weight_bytes(largest_host_weight: int, activations: int) -> int:
+    """What staging host-resident weights of ``largest_host_weight`` bytes at most adds to a GPU
+    compute buffer whose FFN phase holds ``activations``: _staging_bytes's rule, shared with
+    llamacpp_placement.py (the same ggml scheduler and allocator stage llama-server's CPU experts)."""
+    return max(0, largest_host_weight - activations // 2) + HOST_BLOCKS_SPLIT_OVERHEAD
 
 
 def _host_attention_phase(geometry: ModelGeometry, host_blocks: range, block_cache_bytes: Sequence[int] | None,

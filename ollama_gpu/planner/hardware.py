@@ -24,6 +24,9 @@ class GpuProfile:
     prefill_slowdown_vs_lab: float | None = field(
         default=None, metadata={"doc": "how many times the lab's H200 prefill compute this card takes"}
     )
+    host_to_device_pinned_bandwidth: float | None = field(
+        default=None, metadata={"doc": "cudaMemcpy from pinned host memory, bytes/s (llama-server --load-mode none)"}
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ A10 = HardwareProfile(
         # Derived: dense tensor throughput, H200 989 TFLOP/s f16 and 1979 TOP/s int8 against the
         # A10's 125 and 250 (datasheets): 7.9x.
         prefill_slowdown_vs_lab=7.9,
+        # Derived, not measured: PCIe 4.0 x16 carries about 25 GB/s from pinned memory (the lab's
+        # PCIe 5.0 H200 host measured 55 GB/s, about twice that).
+        host_to_device_pinned_bandwidth=25e9,
     ),
     # field-notes.md: 116 GB RAM and 20 cores. Bandwidth is an assumption: an effective share of
     # an 8-channel DDR4 server socket for a 20-vCPU VM; the 30 tokens/s the operator measured
@@ -94,6 +100,8 @@ V100 = HardwareProfile(
         # Derived: 125 TFLOP/s f16 tensor cores against the H200's 989 (no int8 tensor cores; the
         # engine's int8 kernels fall back to slower paths, so this is optimistic).
         prefill_slowdown_vs_lab=7.9,
+        # Derived, not measured: PCIe 3.0 x16 carries about 12 GB/s from pinned memory.
+        host_to_device_pinned_bandwidth=12e9,
     ),
     # field-notes.md gives 8 cores and no RAM size. 64 GB is assumed (typical of 8-vCPU V100 cloud
     # VMs); bandwidth 50 GB/s is assumed for 8 vCPUs.

@@ -48,7 +48,7 @@ from ollama_gpu.planner.llamacpp_estimate import graph_fallbacks, graph_size
 from ollama_gpu.planner.units import MIB, format_gb, format_ollama
 
 # speed.py reads round_up from here, next to kv_bytes_per_layer.
-__all__ = ["GpuShare", "Placement", "UnpredictableModel", "kv_bytes_per_layer", "place", "round_up"]
+__all__ = ["GpuShare", "Placement", "UnpredictableModel", "kv_bytes_per_layer", "layer_cache_bytes", "place", "round_up"]
 
 CUDA_MINIMUM_MEMORY = 457 * MIB
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
@@ -136,10 +136,10 @@ class Placement:
 
 def kv_bytes_per_layer(geometry: ModelGeometry, cells: int, kv_cache_type: str) -> int:
     """K plus V of one full-attention layer of a plain causal cache: [head_dim, kv_heads, cells] each."""
-    return _cache_bytes(LayerCache(geometry.head_dim, geometry.head_dim, geometry.head_count_kv), cells, kv_cache_type)
+    return layer_cache_bytes(LayerCache(geometry.head_dim, geometry.head_dim, geometry.head_count_kv), cells, kv_cache_type)
 
 
-def _cache_bytes(layer: LayerCache, cells: int, kv_cache_type: str) -> int:
+def layer_cache_bytes(layer: LayerCache, cells: int, kv_cache_type: str) -> int:
     """kvcache/causal.go Put: K [k_width, cells] and V [v_width, cells] in the cache type."""
     type_name = KV_TYPE_NAMES.get(kv_cache_type, kv_cache_type.upper())
     try:
@@ -304,7 +304,7 @@ def _place_go_engine(geometry: ModelGeometry, rules: EngineRules, settings: _Set
         if layer else 0
         for layer in rules.layers
     ]
-    kv = [_cache_bytes(layer, cells[i], settings.kv_cache_type) if layer else 0 for i, layer in enumerate(rules.layers)]
+    kv = [layer_cache_bytes(layer, cells[i], settings.kv_cache_type) if layer else 0 for i, layer in enumerate(rules.layers)]
     kv.append(0)  # the output layer has no cache
     weights = [*geometry.block_weight_bytes, geometry.output_bytes]
     costs = [w + k for w, k in zip(weights, kv)]

@@ -13,10 +13,15 @@ from typing import Any
 from ollama_gpu.planner.budget import ContextBudget, cheaper_fits, context_budget, memory_findings
 from ollama_gpu.planner.geometry import ModelGeometry
 from ollama_gpu.planner.hardware import HardwareProfile
+from ollama_gpu.planner.llamacpp_placement import DEFAULT_FIT_TARGET
+from ollama_gpu.planner.llamacpp_plan import LlamaServerPlan, plan_llama_server
 from ollama_gpu.planner.placement import CUDA_MINIMUM_MEMORY, Placement, place
 from ollama_gpu.planner.prefill import OP_OFFLOAD_MIN_BATCH, PrefillModel, derived_prefill_model
 from ollama_gpu.planner.speed import DecodeBound, decode_bound
 from ollama_gpu.planner.units import format_gb, format_ollama
+
+
+ENGINES = ("ollama", "llama-server")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +61,13 @@ class PlanInputs:
     num_gpu: int = -1
     # Where the geometry came from (registry, cache, catalog), as warnings for the plan.
     source_notes: tuple[str, ...] = ()
+    # Which server runs the model: Ollama, or llama.cpp's llama-server (llamacpp_plan.py), for
+    # which num_batch is -ub, n_cpu_moe None lets the planner choose the smallest that fits, the
+    # margin is VRAM left unused (--fit-target) and mmap is --load-mode auto (False: none).
+    engine: str = "ollama"
+    n_cpu_moe: int | None = None
+    llama_margin: int = DEFAULT_FIT_TARGET
+    llama_mmap: bool = True
 
     def __post_init__(self) -> None:
         if (self.gpu_free_vram is not None or self.gpu_free_vrams) and not self.gpu_bandwidth:
@@ -65,6 +77,14 @@ class PlanInputs:
                 raise ValueError(f"{label} must be positive")
         if self.context_fill < 0:
             raise ValueError("context_fill must not be negative")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.engine == "llama-server" and len(self.gpu_free_vrams) > 1:
+            raise ValueError("llama-server plans cover one GPU; give --gpu-free-vram, not --gpus")
+        if self.n_cpu_moe is not None and self.n_cpu_moe < 0:
+            raise ValueError("n_cpu_moe must not be negative")
+        if self.llama_margin < 0:
+            raise ValueError("the llama-server margin must not be negative")
 
     @classmethod
     def for_profile(cls, profile: HardwareProfile, geometry: ModelGeometry, **settings: Any) -> PlanInputs:
@@ -74,7 +94,13 @@ class PlanInputs:
         from the profile's derived prefill model when the lab has a fit for the model.
         """
         gpu = profile.gpu
-        if gpu and settings.get("op_offload") and "prefill_tokens_per_s" not in settings:
+        if gpu and settings.get("engine") == "llama-server" and "prefill_tokens_per_s" not in settings:
+            # Host experts are copied from pageable memory with mmap, from pinned memory without.
+            h2d = gpu.host_to_device_bandwidth if settings.get("llama_mmap", True) else gpu.host_to_device_pinned_bandwidth
+            settings.setdefault("prefill_model", derived_prefill_model(
+                geometry.name, h2d_bandwidth=h2d, slowdown_vs_lab=gpu.prefill_slowdown_vs_lab, card=gpu.name,
+            ))
+        elif gpu and settings.get("op_offload") and "prefill_tokens_per_s" not in settings:
             settings.setdefault("prefill_model", derived_prefill_model(
                 geometry.name, h2d_bandwidth=gpu.host_to_device_bandwidth,
                 slowdown_vs_lab=gpu.prefill_slowdown_vs_lab, card=gpu.name,
@@ -102,10 +128,12 @@ class Plan:
     errors: tuple[str, ...]
     prefill_tokens_per_s: float
     prefill_source: str
+    llama_server: LlamaServerPlan | None = None
 
     def to_dict(self) -> dict[str, Any]:
         p, inputs = self.placement, self.inputs
-        return {
+        extra = {} if self.llama_server is None else {"llama_server": self.llama_server.to_dict()}
+        return extra | {
             "model": inputs.geometry.name,
             "layers": {
                 "on_gpu": p.gpu_blocks,
@@ -181,6 +209,8 @@ class Plan:
 
 def build_plan(inputs: PlanInputs) -> Plan:
     """Places the model, bounds decode speed, budgets the context and collects findings."""
+    if inputs.engine == "llama-server":
+        return _build_llama_server_plan(inputs)
     placement_settings = {
         "gpu_free_vram": inputs.gpu_free_vram,
         "gpu_overhead": inputs.gpu_overhead,
@@ -232,8 +262,34 @@ def build_plan(inputs: PlanInputs) -> Plan:
     )
 
 
+def _build_llama_server_plan(inputs: PlanInputs) -> Plan:
+    llama = plan_llama_server(
+        inputs.geometry, gpu_free_vram=inputs.gpu_free_vrams[0] if inputs.gpu_free_vrams else inputs.gpu_free_vram,
+        num_ctx=inputs.num_ctx, num_parallel=inputs.num_parallel, ubatch=inputs.num_batch,
+        kv_cache_type=inputs.kv_cache_type, flash_attention=inputs.flash_attention, mmap=inputs.llama_mmap,
+        margin=inputs.llama_margin, n_cpu_moe=inputs.n_cpu_moe, gpu_bandwidth=inputs.gpu_bandwidth,
+        host_bandwidth=inputs.host_ram_bandwidth, context_fill=inputs.context_fill, prefill_model=inputs.prefill_model,
+    )
+    placement = llama.summary
+    prefill_rate, prefill_source = inputs.prefill_tokens_per_s, "stated rate (profile or hardware.prefillTokensPerSecond)"
+    if llama.prefill is not None:
+        prefill_rate, prefill_source = llama.prefill.tokens_per_s, f"llama-server prefill model, {llama.prefill_source}"
+    budget = context_budget(num_ctx=placement.num_ctx, num_predict=inputs.num_predict,
+                            prefill_tokens_per_s=prefill_rate, client_timeout_s=inputs.client_timeout_s)
+    memory_warnings, errors = memory_findings(placement, has_gpu=placement.gpu_layer_space is not None,
+                                              host_ram=inputs.host_ram)
+    return Plan(
+        inputs=inputs, placement=placement, decode=llama.decode, context=budget,
+        warnings=(*inputs.source_notes, *inputs.geometry.notes, *placement.warnings, *memory_warnings, *budget.warnings),
+        errors=(*placement.errors, *errors), prefill_tokens_per_s=prefill_rate, prefill_source=prefill_source,
+        llama_server=llama,
+    )
+
+
 def format_plan_table(plan: Plan) -> str:
     """Fixed-width summary for people (``make plan``), sizes as Ollama's log prints them."""
+    if plan.llama_server is not None:
+        return _format_llama_server_table(plan, plan.llama_server)
     p, inputs, d = plan.placement, plan.inputs, plan.decode
     rows = [("device", "weights", "KV cache", "graph", "total")]
     for share in p.gpus:
@@ -279,3 +335,19 @@ def format_plan_table(plan: Plan) -> str:
         lines.extend(f"  - {item}" for item in items)
     return "\n".join(lines)
 
+
+
+def _format_llama_server_table(plan: Plan, llama: LlamaServerPlan) -> str:
+    inputs = plan.inputs
+    lines = [
+        f"Plan for {inputs.geometry.name} ({inputs.geometry.architecture}, {format_gb(inputs.geometry.file_size)}) "
+        "on llama-server",
+        *llama.table_lines(),
+        f"context: first prompt up to {plan.context.max_prompt_tokens} tokens "
+        f"({plan.prefill_tokens_per_s:.0f} tokens/s x {inputs.client_timeout_s:g} s timeout = "
+        f"{plan.context.timely_prompt_tokens}; num_predict {inputs.num_predict}, num_ctx {plan.placement.num_ctx})",
+    ]
+    for title, items in (("warnings", plan.warnings), ("errors", plan.errors), ("assumptions", inputs.assumptions)):
+        lines.append(f"{title}:" + ("" if items else " none"))
+        lines.extend(f"  - {item}" for item in items)
+    return "\n".join(lines)

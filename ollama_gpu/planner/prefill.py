@@ -28,6 +28,7 @@ not modelled, and ``hardware.prefillTokensPerSecond`` stays the measured overrid
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ollama_gpu.planner.geometry import ModelGeometry
@@ -104,20 +105,32 @@ def prefill_estimate(
     ``expert_share``: the share of a MoE block's experts one batch copies; None for the uniform
     routing estimate (a trained router).
     """
-    if tokens < 1 or h2d_bandwidth <= 0:
-        raise ValueError("tokens and the host-to-device bandwidth must be positive")
     batch = placement.num_batch
     if batch < OP_OFFLOAD_MIN_BATCH:
         raise ValueError(f"num_batch {batch} is under {OP_OFFLOAD_MIN_BATCH}: the host computes its blocks itself")
     host_blocks = geometry.block_count - placement.gpu_blocks
     share = uniform_expert_share(geometry, batch) if expert_share is None else expert_share
     weights = host_weight_bytes(geometry, placement, share)
+    return batched_prefill(
+        tokens, batch=batch, kv_cells=placement.kv_cells, h2d_bandwidth=h2d_bandwidth, gpu=gpu,
+        copied_per_batch=lambda visible: weights + host_blocks * kv_bytes_per_layer(geometry, visible, placement.kv_cache_type),
+    )
+
+
+def batched_prefill(tokens: int, *, batch: int, kv_cells: int, h2d_bandwidth: float, gpu: GpuPrefill,
+                    copied_per_batch: Callable[[int], float]) -> PrefillEstimate:
+    """A prompt of ``tokens`` in batches of ``batch``: each batch copies ``copied_per_batch(visible)``
+    bytes to the GPU (``visible``: the KV cells it attends to), then the GPU computes the prompt.
+    Shared by Ollama's layer split and llama-server's expert split (llamacpp_placement.py)."""
+    if tokens < 1 or h2d_bandwidth <= 0:
+        raise ValueError("tokens and the host-to-device bandwidth must be positive")
     batches = -(-tokens // batch)
     transfer = 0.0
     for index in range(batches):
-        # The batch attends to every cell written so far, in 256-cell steps (kvcache/causal.go).
-        visible = min(placement.kv_cells, -(-min(tokens, (index + 1) * batch) // 256) * 256)
-        transfer += weights + host_blocks * kv_bytes_per_layer(geometry, visible, placement.kv_cache_type)
+        # The batch attends to every cell written so far, in 256-cell steps (kvcache/causal.go;
+        # llama.cpp pads n_kv to 256 with flash attention too).
+        visible = min(kv_cells, -(-min(tokens, (index + 1) * batch) // 256) * 256)
+        transfer += copied_per_batch(visible)
     return PrefillEstimate(
         tokens=tokens,
         batches=batches,
@@ -152,7 +165,7 @@ def fit_gpu_prefill(samples: list[tuple[int, float]], source: str) -> GpuPrefill
 LAB_GPU = "NVIDIA H200"
 LAB_GPU_PREFILL = {
     "qwen3:30b-a3b-thinking-2507-q8_0": GpuPrefill(157.4e-6, 1.19e-9, "lab: qwen3-30b-a3b-q8_0 fully resident on an H200"),
-    "qwen3:30b-a3b-thinking-2507-q4_K_M": GpuPrefill(162.0e-6, 1.33e-9, "lab: qwen3-30b-a3b-q4_K_M fully resident on an H200"),
+    "qwen3:30b-a3b-thinking-2507-q4_K_M": GpuPrefill(170.5e-6, 0.314e-9, "lab: qwen3-30b-a3b-q4_K_M fully resident on an H200"),
 }
 
 

@@ -5,7 +5,9 @@
   (scripts/dev/vm-standin.Dockerfile); host prep installs Docker inside it (Docker in Docker);
 - a real registry (.3, Debian's docker-registry) with its blob store served from a second address
   (.4), as Ollama's pull requires: it is the VM's Docker Hub mirror (the Ollama image is pushed to
-  it under its official name) and its Ollama model registry (the tiny model is pushed to it);
+  it under its official name), the plain registry the VM pulls the llama-server image from by
+  the registry's own address (push_registry_image), and its Ollama model registry (the tiny model
+  is pushed to it);
 - the stand-in NVIDIA apt repository, served from this machine's address on that network.
 Everything is named or labelled ollama-gpu-test and removed at the end of the session.
 """
@@ -115,6 +117,20 @@ def push_image(local_tag: str, reg: Registry, repository: str) -> None:
         docker("push", pushed)
     finally:
         docker("rmi", pushed, check=False)
+
+
+def push_registry_image(local_tag: str, reg: Registry, official: str) -> str:
+    """Pushes LOCAL_TAG for an image whose home is another registry than Docker Hub (e.g.
+    ghcr.io/ggml-org/llama.cpp:server-cuda-b11312) under its path there, and returns the name the
+    VM pulls it by: the registry stand-in's address and that path. Docker's registry-mirrors stand in
+    for docker.io only, so such an image cannot come through the mirror by its official name; the
+    stack names it at the stand-in instead, which the VM's engine already trusts over plain HTTP
+    (host prep lists an http:// mirror under insecure-registries, scripts/host/docker-engine.sh)."""
+    host, _, path = official.partition("/")
+    if not path or not ("." in host or ":" in host or host == "localhost"):
+        raise ValueError(f"{official} does not name its registry host")
+    push_image(local_tag, reg, path)
+    return f"{reg.address}/{path}"
 
 
 def push_model(ollama_binary: Path, server_url: str, local_name: str, reg: Registry, name: str) -> None:

@@ -4,6 +4,7 @@ started when the session ends."""
 
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,14 @@ def ollama_standin_image(docker_engine: None) -> str:
     """Tag of the stand-in for the official ollama/ollama image, at the version pinned in pins.env."""
     install_dir = harness.ollama_install_dir(harness.run_dev_script("build-ollama.sh"))
     return harness.run_dev_script("build-ollama-image.sh", str(install_dir))
+
+
+@pytest.fixture(scope="session")
+def llama_server_standin_image(docker_engine: None) -> str:
+    """Tag of the stand-in for the official llama.cpp server image, under that image's name
+    (ollama_gpu.pins.LLAMA_SERVER_IMAGE), from the CPU build of the pinned llama-server."""
+    server_dir = Path(harness.run_dev_script("build-llama-server.sh")).resolve().parent
+    return harness.run_dev_script("build-llama-server-image.sh", str(server_dir))
 
 
 @pytest.fixture(scope="session")

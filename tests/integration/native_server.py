@@ -5,9 +5,11 @@ The `native_ollama` fixture builds the server with scripts/dev/build-ollama.sh (
 `ollama serve` on a free loopback port with its models in a temporary directory and the server
 settings the stacks deploy (keep-alive forever, flash attention, q8_0 KV cache, debug log), imports
 the tiny model as `tiny:base` with the CLI, as an operator would, and creates the alias `tiny:bench`
-through POST /api/create, as the deploy does. Test modules import the fixture by name.
+through POST /api/create, as the deploy does. Test modules import the fixture by name; the load
+benchmark (benchmarks/load_standin.py) starts the same server through running_native_ollama.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,10 +46,11 @@ def _build_server() -> Path:
     return Path(build.stdout.splitlines()[-1])
 
 
-def _server_env(port: int, models: Path) -> dict[str, str]:
+def _server_env(port: int, models: Path, num_parallel: int) -> dict[str, str]:
     # The developer's own OLLAMA_* settings must not leak into the server under test.
     env = {name: value for name, value in os.environ.items() if not name.startswith("OLLAMA_")}
     return env | {
+        "OLLAMA_NUM_PARALLEL": str(num_parallel),
         "OLLAMA_HOST": f"127.0.0.1:{port}",
         "OLLAMA_MODELS": str(models),
         "OLLAMA_KEEP_ALIVE": "-1",
@@ -90,13 +93,14 @@ def _add_models(binary: Path, env: dict[str, str], url: str, workdir: Path) -> N
     ollama.Client(host=url).create(model=ALIAS, from_=BASE_MODEL, parameters=ALIAS_PARAMETERS)
 
 
-@pytest.fixture(scope="session")
-def native_ollama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeOllama]:
+@contextlib.contextmanager
+def running_native_ollama(workdir: Path, num_parallel: int = 1) -> Iterator[NativeOllama]:
+    """The server with the tiny model and its alias, stopped on exit; num_parallel is
+    OLLAMA_NUM_PARALLEL (1, the pinned version's default, for the tests)."""
     binary = _build_server()
-    workdir = tmp_path_factory.mktemp("native-ollama")
     port = harness.free_port()
     url = f"http://127.0.0.1:{port}"
-    env = _server_env(port, workdir / "models")
+    env = _server_env(port, workdir / "models", num_parallel)
     log_path = workdir / "server.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
@@ -108,3 +112,9 @@ def native_ollama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeOl
         yield NativeOllama(url, ALIAS, log_path, binary)
     finally:
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def native_ollama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeOllama]:
+    with running_native_ollama(tmp_path_factory.mktemp("native-ollama")) as server:
+        yield server

@@ -9,6 +9,7 @@ request it answers, so "never reaches Ollama" is counted there.
 """
 
 import json
+import os
 import ssl
 import subprocess
 import time
@@ -169,6 +170,37 @@ def test_plain_http_to_the_gateway_port_is_refused(gateway: Gateway, native_olla
 def test_the_gateway_certificate_is_not_trusted_without_the_exported_root(gateway: Gateway) -> None:
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"{gateway.url}/api/version", headers=_bearer(KEY_A))
+
+
+def _load_bench(gateway: Gateway, server: NativeOllama, api: str, key: str, *trust: str) -> subprocess.CompletedProcess[str]:
+    """scripts/bench --concurrency 2 through the gateway, the key in TEAM_KEY (never an argument)."""
+    url = gateway.url + ("/v1" if api == "openai" else "")
+    return subprocess.run(
+        [harness.REPO_ROOT / "scripts" / "bench", "--stack", "local", "--url", url, "--model", server.alias, "--api", api,
+         "--api-key-env", "TEAM_KEY", *trust, "--concurrency", "2", "--requests-per-stream", "2",
+         "--prompt-tokens", "32", "--num-predict", "4", "--json"],
+        capture_output=True, text=True, check=False, env={**os.environ, "TEAM_KEY": key},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("api", ["ollama", "openai"])
+def test_the_load_bench_runs_through_the_gateway_with_the_key_from_the_environment(gateway: Gateway, native_ollama: NativeOllama, api: str) -> None:  # noqa: F811
+    result = _load_bench(gateway, native_ollama, api, KEY_B, "--ca-cert", str(gateway.ca_file))
+    assert result.returncode == 0, result.stderr
+    (level,) = json.loads(result.stdout)["levels"]
+    assert (level["requests"], level["succeeded"], level["failed"]) == (4, 4, 0)
+    assert KEY_B not in result.stdout + result.stderr
+
+
+def test_the_load_bench_names_the_variable_not_the_key_when_the_gateway_refuses_it(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
+    before = _requests_seen(native_ollama)
+    refused = _load_bench(gateway, native_ollama, "openai", WRONG_KEY, "--ca-cert", str(gateway.ca_file))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "TEAM_KEY" in refused.stderr and "HTTP 401" in refused.stderr
+    assert WRONG_KEY not in refused.stderr
+    assert _requests_seen(native_ollama) == before
+    untrusted = _load_bench(gateway, native_ollama, "openai", KEY_A)
+    assert untrusted.returncode == 1 and "--ca-cert" in untrusted.stderr and KEY_A not in untrusted.stderr
 
 
 def test_a_revoked_key_gets_401_after_rotation_and_the_ca_root_stays(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
