@@ -10,8 +10,10 @@ from components.ollama_server import retained_volume
 RESOURCE_NAME = "ollama-models"
 
 
-def models_volume(volume_name: str, provider: docker.Provider) -> docker.Volume:
-    # Until the second engine the volume was the Ollama component's child: the alias keeps a
-    # deployed stack's volume the same resource instead of a create and a delete in the next diff.
-    moved = pulumi.Alias(parent=component_urn("ollama"))
-    return retained_volume(RESOURCE_NAME, volume_name, pulumi.ResourceOptions(provider=provider, aliases=[moved]))
+def models_volume(volume_name: str, provider: docker.Provider, prefix: str = "") -> docker.Volume:
+    """`prefix`: a fleet host's ("gpu1-"), so each host's volume is its own resource."""
+    # Until the second engine a one-host stack's volume was the Ollama component's child: the alias
+    # keeps a deployed stack's volume the same resource instead of a create and a delete in the next
+    # diff. (Fleets came with the second engine; they have no older state to follow.)
+    moved = [pulumi.Alias(parent=component_urn("ollama"))] if not prefix else None
+    return retained_volume(prefix + RESOURCE_NAME, volume_name, pulumi.ResourceOptions(provider=provider, aliases=moved))

@@ -15,6 +15,8 @@ MODELS_PATH = "/root/.ollama"
 COMPONENT_TYPE = "ollama-gpu:index:OllamaServer"
 API_PORT_IN_CONTAINER = 11434
 PUBLIC_BIND_LABEL = "ollama-gpu.allow-public-bind"
+# Says to the policy pack that the private-network port is the router's way in.
+ROUTER_BACKEND_LABEL = "ollama-gpu.router-backend"
 RETAIN_LABEL = "ollama-gpu.retain-on-delete"
 # OLLAMA_DEBUG logs every request: without rotation the log fills the VM's disk over weeks.
 LOG_OPTIONS = {"max-size": "20m", "max-file": "5"}
@@ -24,9 +26,10 @@ class OllamaServer(pulumi.ComponentResource):
     container: docker.Container
 
     def __init__(self, name: str, server: ServerSettings, provider: docker.Provider, *, gpu: bool, warm_model: str,
-                 volume: docker.Volume, replaces: Optional[pulumi.Alias] = None,
+                 volume: docker.Volume, replaces: Optional[pulumi.Alias] = None, router_backend: bool = False,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        """`replaces`: the other engine's container, which this one takes over (see engine_switch)."""
+        """`replaces`: the other engine's container, which this one takes over (see engine_switch);
+        `router_backend`: a fleet host's server, published on its private address for the router."""
         super().__init__(COMPONENT_TYPE, name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -64,7 +67,8 @@ class OllamaServer(pulumi.ComponentResource):
             wait=True,
             wait_timeout=server.startup_timeout_seconds,
             must_run=True,
-            labels=[docker.ContainerLabelArgs(label=PUBLIC_BIND_LABEL, value="true")] if server.allow_public_bind else None,
+            labels=[docker.ContainerLabelArgs(label=label, value="true") for label, wanted in (
+                (PUBLIC_BIND_LABEL, server.allow_public_bind), (ROUTER_BACKEND_LABEL, router_backend)) if wanted] or None,
             # The name and host port are fixed, so the old container must go before the new one starts.
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
                 delete_before_replace=True, aliases=[replaces] if replaces else None,

@@ -9,6 +9,7 @@ from pulumi.runtime import config as runtime_config
 from components.engine_stop import ALREADY_REPORTED
 from ollama_gpu.config_loader import load_settings, plaintext_secrets_in_stack_file, values_from_engine_config
 from ollama_gpu.errors import UserError
+from ollama_gpu.fleet import fleet_members
 from ollama_gpu.preflight import require_reachable_host
 from ollama_gpu.planner.plan import Plan
 from ollama_gpu.settings import Settings
@@ -46,6 +47,8 @@ def load_settings_or_fail() -> Settings:
             stack, values_from_engine_config(stack, engine_config, secret_keys), agent_socket=os.environ.get("SSH_AUTH_SOCK")
         )
         require_reachable_host(settings)
+        for index, member in enumerate(fleet_members(settings)):
+            require_reachable_host(member.settings, key=f"hosts[{index}]")
     except UserError as error:
         refuse(error)
     return settings

@@ -27,6 +27,8 @@ SECRET_KEYS = ("sshPrivateKey",)
 PLAINTEXT_SECRET = "[plain text: not shown]"
 # A list inside a section whose every item must be a secret (set with `--secret --path`).
 SECRET_LISTS = (("gateway", "apiKeys"),)
+# A single value inside a section that must be a secret.
+SECRET_FIELDS = (("router", "masterKey"),)
 # Pulumi's own rule for stack names (they also name files and cache folders here).
 _STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 # A message shows at most this much of a value: enough to recognise it, never a pasted file.
@@ -79,7 +81,7 @@ def load_settings(stack: str, values: dict[str, Any], agent_socket: Optional[str
         settings = Settings.model_validate({**merged, "stack": stack})
     except ValidationError as error:
         raise ConfigError(_message(stack, [_describe(stack, e) for e in error.errors()])) from None
-    if settings.host is not None and settings.ssh_private_key is None and not agent_socket:
+    if (settings.host is not None or settings.hosts) and settings.ssh_private_key is None and not agent_socket:
         raise ConfigError(_message(stack, [_line(
             "sshPrivateKey", None, "is missing and no ssh-agent is running (SSH_AUTH_SOCK)",
             f"ssh-add your key, or pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519 -s {stack}",
@@ -133,6 +135,9 @@ def _plaintext_lists_marked(key: str, raw: Any, is_secret: Any) -> Any:
     for section, name in SECRET_LISTS:
         if key == section and isinstance(raw, dict) and isinstance(raw.get(name), list):
             raw = {**raw, name: [item if is_secret(item) else PLAINTEXT_SECRET for item in raw[name]]}
+    for section, name in SECRET_FIELDS:
+        if key == section and isinstance(raw, dict) and name in raw and not is_secret(raw[name]):
+            raw = {**raw, name: PLAINTEXT_SECRET}
     return raw
 
 
@@ -202,6 +207,11 @@ def _secret_list_problems(stack: str, values: dict[str, Any]) -> list[str]:
                 path = f"{section}.{name}[{index}]"
                 problems.append(_line(path, HIDDEN_SECRET, "is stored in plain text, so the key is in the stack file and its history",
                                       f"pulumi config set --secret --path '{path}' \"$(openssl rand -hex 32)\" -s {stack}, and revoke the old key"))
+    for section, name in SECRET_FIELDS:
+        if isinstance(values.get(section), dict) and values[section].get(name) == PLAINTEXT_SECRET:
+            path = f"{section}.{name}"
+            problems.append(_line(path, HIDDEN_SECRET, "is stored in plain text, so the key is in the stack file and its history",
+                                  f"pulumi config set --secret --path '{path}' \"sk-$(openssl rand -hex 32)\" -s {stack}, and revoke the old key"))
     return problems
 
 

@@ -18,6 +18,9 @@ def read_pins() -> dict[str, str]:
 OLLAMA_VERSION = read_pins()["OLLAMA_VERSION"]
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
 CADDY_IMAGE = f"caddy:{read_pins()['CADDY_VERSION']}"
+LITELLM_VERSION = read_pins()["LITELLM_VERSION"]
+# LiteLLM's official proxy image, tagged main-v<version> for each PyPI release.
+LITELLM_IMAGE = f"ghcr.io/berriai/litellm:main-v{LITELLM_VERSION}"
 # The official llama.cpp server image of the pinned build (llama.cpp's docker workflow tags the CUDA
 # server image server-cuda-b<build>); scripts/dev/build-llama-server-image.sh makes a CPU stand-in.
 LLAMA_CPP_BUILD = read_pins()["LLAMA_CPP_BUILD"]

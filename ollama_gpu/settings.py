@@ -29,7 +29,7 @@ from ollama_gpu.names import (
     ollama_name_problem, user_name_problem,
 )
 from ollama_gpu.gateway_config import api_key_problem, email_problem, is_ip_address, site_name_problem
-from ollama_gpu.pins import CADDY_IMAGE, LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
+from ollama_gpu.pins import CADDY_IMAGE, LITELLM_IMAGE, LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
 from ollama_gpu.ssh_keys import host_key_problem, looks_like_private_key
 
 
@@ -751,6 +751,112 @@ class GatewaySettings(_Section):
 
 
 Profile = Literal["a10", "v100", "none"]
+# Where the fleet's plain-HTTP traffic may flow: RFC 1918, carrier-grade NAT (VPN overlays such as
+# Tailscale use it) and IPv6 unique-local addresses; nothing the internet routes to.
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
+PRIVATE_NETWORKS_TEXT = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7"
+
+
+def on_private_network(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in network for network in PRIVATE_NETWORKS if network.version == ip.version)
+
+
+class FleetHostSettings(HostSettings):
+    """One GPU VM of a fleet: reached over SSH like `host`, serving the same alias, fronted by the router."""
+
+    name: str = Field(description="Short name of the host (prefixes its resources and report rows), e.g. gpu1.")
+    private_address: str = Field(
+        description="The host's address on the private network the router host shares with it (10.x, 172.16-31.x, "
+        "192.168.x, 100.64-127.x, fc00::/7): Ollama is published there as well as on loopback, for the router only.",
+    )
+    profile: Optional[Profile] = Field(None, description="GPU profile of this host when it differs from the stack's.")
+    hardware: Optional[HardwareSettings] = Field(None, description="Planner figures of this host when they differ from the stack's.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", value, re.ASCII):
+            raise SettingProblem("", value, "is not 1-20 of a-z 0-9 - starting with a letter", "write a short name like gpu1")
+        return value
+
+    @field_validator("private_address")
+    @classmethod
+    def _private_address(cls, value: str) -> str:
+        _bind_address(value, "write the host's private IP address, e.g. 10.0.0.5")
+        if not on_private_network(value):
+            raise SettingProblem(
+                "", value, "is not on a private network, and the Ollama API published there has no authentication",
+                f"write the host's address on the private network it shares with the router host ({PRIVATE_NETWORKS_TEXT})",
+            )
+        return value
+
+
+RoutingStrategy = Literal["least-busy", "latency-based-routing", "simple-shuffle", "usage-based-routing"]
+
+
+class RouterSettings(_Section):
+    """LiteLLM's proxy in front of the fleet: one OpenAI-compatible endpoint that spreads requests over
+    the hosts, retries on another host, cools a failing one down and checks their health. Off unless enabled."""
+
+    enabled: Bool = Field(False, description="Run the router (needs `hosts`).")
+    host: Optional[str] = Field(None, description="Name of the hosts entry the router container runs on (default: the first).")
+    image: str = Field(LITELLM_IMAGE, description="LiteLLM proxy image with an explicit version tag (or digest).")
+    container_name: str = Field("ollama-router", description="The router container's name.")
+    port: Int = Field(4000, ge=1, le=65535, description="Port the router listens on.")
+    bind_address: str = Field(
+        "127.0.0.1", description="Address on the router host it listens on: loopback (SSH tunnel) or a private one; "
+        "never a public address (the router speaks plain HTTP).",
+    )
+    routing_strategy: RoutingStrategy = Field("least-busy", description="LiteLLM routing strategy across the hosts.")
+    master_key: Optional[SecretStr] = Field(
+        None, description="The key clients send as `Authorization: Bearer KEY`: sk- and 32-128 of A-Z a-z 0-9 _ - "
+        "(`echo sk-$(openssl rand -hex 32)`); a secret: `pulumi config set --secret --path router.masterKey`.",
+    )
+    num_retries: Int = Field(2, ge=0, le=10, description="Retries of a failed request, each on a host picked again.")
+    timeout_seconds: Int = Field(600, ge=5, le=86400, description="How long one attempt on one host may take before it counts as failed.")
+    allowed_fails: Int = Field(0, ge=0, le=100, description="Failures a host may have within a minute before it is cooled down.")
+    cooldown_seconds: Int = Field(30, ge=1, le=3600, description="How long a failing host gets no requests.")
+    health_check_interval_seconds: Int = Field(
+        30, ge=5, le=3600, description="Seconds between the router's health checks of every host (a 1-token request each).",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _pinned_image(cls, value: str) -> str:
+        _pinned_image(value, LITELLM_IMAGE)
+        # LiteLLM also publishes moving tags (main-latest, main-stable); one of them once carried a
+        # compromised release. A version tag has a digit.
+        if "@" not in value and not re.search(r"[0-9]", value.rpartition(":")[2]):
+            raise SettingProblem("", value, "is a moving tag, not a version", f"write a reference with a version tag, like {LITELLM_IMAGE}")
+        return value
+
+    @field_validator("container_name")
+    @classmethod
+    def _docker_name(cls, value: str) -> str:
+        return _docker_name(value, "ollama-router")
+
+    @field_validator("bind_address")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        _bind_address(value, "write 127.0.0.1 (reach it through the SSH tunnel) or the router host's private address")
+        if not (ipaddress.ip_address(value).is_loopback or on_private_network(value)):
+            raise SettingProblem(
+                "", value, "would publish the router's plain-HTTP port, keys and prompts included, beyond private networks",
+                "write 127.0.0.1 or the router host's private address; for the internet, put an HTTPS proxy in front",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _master_key(self) -> "RouterSettings":
+        # A rule of the section (named key), so the message shows the marker, never the key.
+        text = self.master_key.get_secret_value() if self.master_key is not None else UNDECRYPTED_SECRET
+        if text != UNDECRYPTED_SECRET and (not text.startswith("sk-") or api_key_problem(text[3:])):
+            raise SettingProblem(
+                "masterKey", NOT_SHOWN_KEY, "is not sk- followed by 32-128 of A-Z a-z 0-9 _ - (LiteLLM's master key form)",
+                "pulumi config set --secret --path router.masterKey \"sk-$(openssl rand -hex 32)\"",
+            )
+        return self
 
 
 class Settings(_Section):
@@ -766,6 +872,11 @@ class Settings(_Section):
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    hosts: list[FleetHostSettings] = Field(
+        default_factory=list, max_length=32,
+        description="A fleet instead of one `host`: each VM gets host prep, server and alias; the router fronts them.",
+    )
+    router: RouterSettings = Field(default_factory=RouterSettings)
 
     @property
     def has_gpu(self) -> bool:
@@ -804,6 +915,8 @@ class Settings(_Section):
             self._gateway_guards_the_only_way_in()
         if self.uses_llama_server:
             self._only_what_llama_server_does()
+        if self.hosts or self.router.enabled:
+            self._fleet_is_complete()
         return self
 
     def _only_what_llama_server_does(self) -> None:
@@ -829,6 +942,44 @@ class Settings(_Section):
         for key, value, problem, fix in refused:
             if value is not None:
                 raise SettingProblem(key, value, f"{problem} (server.engine is llama-server)", fix)
+
+    def _fleet_is_complete(self) -> None:
+        names = [host.name for host in self.hosts]
+        if self.host is not None:
+            raise SettingProblem("hosts", names, "and host are both set", "list every VM under hosts and remove host")
+        if self.router.enabled and not self.hosts:
+            raise SettingProblem("router.enabled", True, "needs hosts to route to", "list the VMs under hosts, or set router.enabled: false")
+        for index, host in enumerate(self.hosts):
+            if host.name in names[:index]:
+                raise SettingProblem(f"hosts[{index}].name", host.name, "repeats an earlier host's name", "give each host its own name")
+            if (host.address, host.port) in [(other.address, other.port) for other in self.hosts[:index]]:
+                raise SettingProblem(f"hosts[{index}].address", host.address, "is an earlier host's address", "list each VM once")
+            hardware = host.hardware or self.hardware
+            if (host.profile or self.profile) == "none" and (hardware.gpu_free_vram or hardware.gpu_bandwidth_gbps):
+                raise SettingProblem(f"hosts[{index}].hardware", host.name, "describes a GPU, but this host's profile none runs on the CPU only",
+                                     "remove the GPU figures, or give the host a GPU profile (a10, v100)")
+        if self.gateway.enabled:
+            raise SettingProblem("gateway.enabled", True, "is for a single host; a fleet is reached through the router",
+                                 "set gateway.enabled: false and router.enabled: true")
+        if self.hosts and self.uses_llama_server:
+            raise SettingProblem("server.engine", "llama-server", "is for a single host; the fleet's router sends "
+                                 "Ollama's chat API to each host", "set server.engine: ollama for a fleet")
+        router = self.router
+        if router.enabled:
+            if router.host is not None and router.host not in names:
+                raise SettingProblem("router.host", router.host, "is not the name of a hosts entry", f"write one of {', '.join(names)}")
+            if router.master_key is None:
+                raise SettingProblem("router.masterKey", None, "is missing, so the router would admit anyone",
+                                     'pulumi config set --secret --path router.masterKey "sk-$(openssl rand -hex 32)"')
+            if router.port == self.server.port:
+                raise SettingProblem("router.port", router.port, "is also server.port; both listen on the router host",
+                                     "choose another port, e.g. 4000")
+
+    @property
+    def router_host(self) -> Optional["FleetHostSettings"]:
+        if not self.router.enabled:
+            return None
+        return next((host for host in self.hosts if host.name == self.router.host), self.hosts[0])
 
     def _gateway_guards_the_only_way_in(self) -> None:
         if not ipaddress.ip_address(self.server.bind_address).is_loopback:

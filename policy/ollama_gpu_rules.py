@@ -22,6 +22,10 @@ DOCKER_PROVIDER = "pulumi:providers:docker"
 REMOTE_COMMAND_PREFIX = "command:remote:"
 
 PUBLIC_BIND_LABEL = "ollama-gpu.allow-public-bind"
+# A fleet host's server, also published on its private address for the router.
+ROUTER_BACKEND_LABEL = "ollama-gpu.router-backend"
+# Networks the internet does not route to: RFC 1918, carrier-grade NAT, IPv6 unique-local.
+_PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
 RETAIN_LABEL = "ollama-gpu.retain-on-delete"
 
 _IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -54,13 +58,15 @@ def unpinned_images(resource_type: str, props: Mapping[str, Any]) -> list[str]:
 
 
 def public_api_binds(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """A Container may publish ports only on loopback unless it carries the public-bind opt-in label."""
+    """A Container may publish ports only on loopback unless it carries the public-bind opt-in label;
+    a fleet's router backend also on a private-network address."""
     if resource_type != CONTAINER or _has_true_label(props.get("labels"), PUBLIC_BIND_LABEL):
         return []
+    backend = _has_true_label(props.get("labels"), ROUTER_BACKEND_LABEL)
     violations = []
     for port in _items(props.get("ports")):
         address = port.get("ip") or ""
-        if _is_loopback(address):
+        if _is_loopback(address) or (backend and _is_private(address)):
             continue
         where = address or "every interface (Docker's default when no ip is given)"
         violations.append(
@@ -190,6 +196,14 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+def _is_private(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in _PRIVATE_NETWORKS if network.version == ip.version)
 
 
 def _is_filled(value: Any) -> bool:

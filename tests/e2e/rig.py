@@ -159,10 +159,13 @@ class Vm:
 
 
 @contextlib.contextmanager
-def vm(net: Network, name: str, client_dir: Path, apt_lock_seconds: int = 0) -> Iterator[Vm]:
+def vm(net: Network, name: str, client_dir: Path, apt_lock_seconds: int = 0, host_number: int = 2) -> Iterator[Vm]:
+    """A VM stand-in at .HOST_NUMBER of the network (.2 for the first; .3 and .4 are the registry's),
+    with its own client key in CLIENT_DIR."""
     image = harness.run_dev_script("build-vm-image.sh")
+    client_dir.mkdir(parents=True, exist_ok=True)
     private_key = harness.new_ed25519_key(client_dir)
-    address = net.address(2)
+    address = net.address(host_number)
     try:
         docker(
             "run", "--detach", "--name", name, "--hostname", "gpu-vm", "--label", LABEL,

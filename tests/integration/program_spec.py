@@ -77,10 +77,12 @@ def docker_create_args(container: RecordedResource, image: str) -> list[str]:
             "--health-retries", str(_int(check["retries"])),
             "--health-start-period", check["startPeriod"],
         ]  # fmt: skip
+    # The provider's `command` replaces the image's CMD, as arguments after the image do.
+    command = inputs.pop("command", [])
     leftover = set(inputs) - PROVIDER_BEHAVIOUR - COPIED_AFTER_CREATE
     if leftover:
         raise AssertionError(f"container inputs the harness does not translate: {sorted(leftover)}")
-    return [*args, image, *entrypoint[1:]]
+    return [*args, image, *entrypoint[1:], *command]
 
 
 def revealed(value: Any) -> Any:

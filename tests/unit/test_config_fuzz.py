@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from components.validation import Refused
 from ollama_gpu import config_loader, knobs, shell
 from ollama_gpu.errors import ConfigError
+from ollama_gpu.pins import LITELLM_IMAGE
 from ollama_gpu.settings import Settings
 from ollama_gpu.shell import script_command
 from ollama_gpu.stack_render import _format_run, run_stack_file
@@ -98,6 +99,25 @@ VALID = {
     "llamaServer.placement": ["fit", "nCpuMoe"],
     "llamaServer.nCpuMoe": [0, 18, 48],
     "hostPrep.dockerInsecureRegistries": [["10.0.0.5:5000"], ["registry.local", "10.1.1.1:80"]],
+    "hosts": [
+        [{"name": "gpu1", "address": "203.0.113.10", "hostKey": HOST_KEY, "privateAddress": "10.0.0.5"},
+         {"name": "gpu2", "address": "gpu2.example.com", "user": "ubuntu", "hostKey": HOST_KEY, "privateAddress": "fd00::6",
+          "profile": "v100", "hardware": {"hostRam": "64GB"}}],
+        [{"name": "cpu1", "address": "203.0.113.12", "hostKey": HOST_KEY, "privateAddress": "100.64.0.7", "profile": "none"}],
+        [{"name": h, "address": "203.0.113.13", "hostKey": HOST_KEY, "privateAddress": "10.0.0.8"} for h in HOSTILE[:3]],
+    ],
+    "router.host": ["gpu1", "gpu2", "cpu1"],
+    "router.bindAddress": ["127.0.0.1", "10.0.0.5", "::1", "fd00::6"],
+    "router.routingStrategy": ["least-busy", "latency-based-routing", "simple-shuffle"],
+    "router.image": [LITELLM_IMAGE, "ghcr.io/berriai/litellm:main-latest", "localhost:5000/litellm:1.106.12"],
+}
+
+# A fleet stack as `pulumi config set --secret --path router.masterKey` leaves it in the file.
+FLEET = {
+    "profile": "a10",
+    "hardware": {"hostRam": "116GB"},
+    "hosts": VALID["hosts"][0],
+    "router": {"enabled": True, "masterKey": {"secure": "v1:c2VjcmV0IG1hc3RlciBrZXk="}},
 }
 
 
@@ -171,8 +191,11 @@ stop_sequences = st.lists(st.one_of(st.text(min_size=1), st.sampled_from([h for 
 
 @st.composite
 def stack_configs(draw) -> dict[str, Any]:
-    base = draw(st.sampled_from(["a10", "v100", "local"]))
-    values = stack_values(base) if base == "local" else {**stack_values(base), "host": {**stack_values(base)["host"]}}
+    base = draw(st.sampled_from(["a10", "v100", "local", "fleet"]))
+    if base == "fleet":
+        values = {**FLEET, "router": {**FLEET["router"]}}
+    else:
+        values = stack_values(base) if base == "local" else {**stack_values(base), "host": {**stack_values(base)["host"]}}
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
         path, field = draw(st.sampled_from(LEAVES))
         node = values

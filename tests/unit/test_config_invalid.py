@@ -59,7 +59,7 @@ INVALID_CASES = [
     _case("stop-not-a-list", "local", _local(_parameters(stop="</s>")), "model.parameters.stop", "'</s>'"),
     _case("host-not-an-object", "a10", {"profile": "a10", "host": HOST_ADDRESS}, "host", f"'{HOST_ADDRESS}'"),
     # Unknown keys: typos get a hint, anything else the list of keys that exist there.
-    _case("typo-top-level", "local", _local({"hots": HOST_ADDRESS}), "hots", f"'{HOST_ADDRESS}'",
+    _case("typo-top-level", "local", _local({"hostt": HOST_ADDRESS}), "hostt", f"'{HOST_ADDRESS}'",
           "did you mean 'host'?"),
     _case("typo-in-server-env", "local", _local(_env(kvCachType="q8_0")), "server.env.kvCachType", "'q8_0'",
           "did you mean 'kvCacheType'?"),

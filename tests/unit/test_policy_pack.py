@@ -20,6 +20,8 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
+from ollama_gpu.offline import run_program
+
 REPO = Path(__file__).resolve().parents[2]
 POLICY_DIR = REPO / "policy"
 COMMITTED_STACKS = sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in REPO.glob("Pulumi.*.yaml"))
@@ -174,8 +176,12 @@ def test_image_pinned_fails(analyzer, resource_type, props, problem):
             ports=[{"internal": 11434, "external": 11434, "ip": "0.0.0.0"}],
             labels=[label("ollama-gpu.allow-public-bind", "true")],
         ),
+        container(
+            ports=[{"internal": 11434, "external": 11434, "ip": "10.0.0.5"}],
+            labels=[label("ollama-gpu.router-backend", "true")],
+        ),
     ],
-    ids=["ipv4-loopback", "ipv6-loopback", "loopback-range", "public-with-opt-in"],
+    ids=["ipv4-loopback", "ipv6-loopback", "loopback-range", "public-with-opt-in", "router-backend-on-private-address"],
 )
 def test_public_bind_passes(analyzer, props):
     assert violations_of(analyzer, "api-not-public-without-opt-in", CONTAINER, props) == []
@@ -193,8 +199,11 @@ def test_public_bind_passes(analyzer, props):
             [label("ollama-gpu.allow-public-bind", "false")],
             "0.0.0.0",
         ),
+        ([{"internal": 11434, "external": 11434, "ip": "203.0.113.10"}], [label("ollama-gpu.router-backend", "true")], "203.0.113.10"),
+        ([{"internal": 11434, "external": 11434, "ip": "0.0.0.0"}], [label("ollama-gpu.router-backend", "true")], "0.0.0.0"),
     ],
-    ids=["no-ip-means-all", "all-ipv4", "all-ipv6", "private-address", "opt-in-label-false"],
+    ids=["no-ip-means-all", "all-ipv4", "all-ipv6", "private-address", "opt-in-label-false",
+         "router-backend-on-public-address", "router-backend-on-all-addresses"],
 )
 def test_public_bind_fails(analyzer, ports, labels, where):
     props = container(ports=ports, labels=labels)
@@ -346,6 +355,21 @@ def test_every_committed_stack_as_the_program_registers_it_passes_the_pack(analy
     assert {name: diagnostics for name, diagnostics in found.items() if diagnostics} == {}
     # The pack accepts a volume on its retain label; this is the option the label stands for.
     assert [resource.retain_on_delete for resource in run.of_type(VOLUME)] == [True]
+
+
+def test_a_fleet_with_its_router_as_the_program_registers_it_passes_the_pack(analyzer, monkeypatch):
+    from tests.unit.test_program_fleet import fleet_config
+
+    monkeypatch.setenv("OLLAMA_GPU_OFFLINE", "1")
+    monkeypatch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/test-agent.sock")
+    run = run_program("a10", fleet_config(), secret_keys=["router"])
+    found = {
+        f"{resource.type} {resource.name}": analyze(analyzer, resource.type, resource.inputs, resource.protect)
+        for resource in run.resources
+    }
+    assert {name: diagnostics for name, diagnostics in found.items() if diagnostics} == {}
+    assert len(run.of_type(CONTAINER)) == 3
 
 
 def test_an_unknown_value_in_a_preview_is_reported_not_judged(analyzer):

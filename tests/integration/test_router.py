@@ -1,0 +1,256 @@
+"""The fleet's router against real parts: the router container the program registers for a
+two-host fleet (LiteLLM 1.106.12 from its PyPI wheels, in the stand-in for the official image, with
+the rendered config as its upload) in front of two real Ollama servers of the pinned version, each
+in its own container at its own address on a project network, as two hosts' private addresses.
+
+Under concurrent load both hosts get requests (LiteLLM's `x-litellm-model-id` header names the
+host that answered; the servers' own logs agree). One server is frozen (`docker pause`, what a
+hung GPU server looks like from outside) while requests run: every request that starts after the
+freeze must still succeed, through the other host; only one in flight at that moment may fail.
+Unfrozen, the host is back in rotation after the cooldown. The counts are printed for the README.
+"""
+
+import json
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ollama_gpu.offline import ProgramRun
+from tests.e2e import rig
+from tests.integration import harness
+from tests.integration.program_spec import copy_uploads, docker_create_args, render
+from tests.integration.tiny_model import write_tiny_gguf
+from tests.unit.conftest import HOST_KEY
+
+pytestmark = pytest.mark.integration
+
+MASTER_KEY = "sk-" + "r0uter" * 7
+ALIAS = "tiny:router"
+BASE = "tiny:base"
+HOSTS = ("gpu1", "gpu2")
+CONCURRENCY = 4
+# Short enough that the frozen host's in-flight requests give up and are retried on the other host
+# soon; long enough that a healthy host answers in time on a busy machine (10 s timed some out).
+ATTEMPT_TIMEOUT_SECONDS = 30
+COOLDOWN_SECONDS = 5
+HEALTH_CHECK_SECONDS = 5
+ROUTER_START_SECONDS = 240
+# Every byte is a token of the tiny model's tokenizer (tiny_model.py): a prompt no health check sends.
+LONG_PROMPT_TOKENS = 300
+LONG_PROMPT = "zq" * LONG_PROMPT_TOKENS
+
+
+@dataclass(frozen=True)
+class Outcome:
+    started: float
+    ended: float
+    status: int
+    host: str  # the deployment id LiteLLM answered with, "" when it failed
+    error: str = ""  # the router's answer to a failed request, for the report
+
+
+@dataclass
+class Fleet:
+    url: str
+    servers: dict[str, str]  # host name -> container
+    router: str
+
+    def request(self, client: httpx.Client, index: int) -> Outcome:
+        started = time.monotonic()
+        try:
+            response = client.post("/chat/completions", json={
+                "model": ALIAS, "messages": [{"role": "user", "content": f"request {index}"}], "max_tokens": 8,
+            })
+            status, host, error = response.status_code, response.headers.get("x-litellm-model-id", ""), response.text[:300]
+        except httpx.TransportError as failure:
+            status, host, error = 0, "", str(failure)
+        return Outcome(started, time.monotonic(), status, host if status == 200 else "", "" if status == 200 else error)
+
+    def load(self, count: int, on_done=None) -> list[Outcome]:
+        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=120) as client, \
+                ThreadPoolExecutor(CONCURRENCY) as pool:
+            futures = [pool.submit(self.request, client, index) for index in range(count)]
+            outcomes = []
+            for future in futures:
+                outcomes.append(future.result())
+                if on_done:
+                    on_done(len(outcomes))
+        return outcomes
+
+    def _log(self, host: str) -> list[str]:
+        logs = subprocess.run(["docker", "logs", self.servers[host]], capture_output=True, text=True, check=True)
+        return (logs.stdout + logs.stderr).splitlines()
+
+    def chats_served(self, host: str) -> int:
+        """POST /api/chat lines in the server's own request log (OLLAMA_DEBUG's [GIN] lines)."""
+        return sum("[GIN]" in line and '"/api/chat"' in line for line in self._log(host))
+
+    def longest_prompt(self, host: str) -> int:
+        """The most prompt tokens of any completion the server ran (OLLAMA_DEBUG's "completion request")."""
+        counts = [int(m.group(1)) for line in self._log(host) if (m := re.search(r'msg="completion request" .*prompt=([0-9]+)', line))]
+        return max(counts, default=0)
+
+
+def _program(addresses: dict[str, str], port: int, suffix: str) -> ProgramRun:
+    config = {
+        "profile": "none",
+        "hosts": [{"name": name, "address": f"{name}.invalid", "hostKey": HOST_KEY, "privateAddress": address}
+                  for name, address in addresses.items()],
+        "model": {"base": BASE, "alias": ALIAS},
+        "router": {
+            "enabled": True, "port": port, "masterKey": MASTER_KEY, "containerName": f"{harness.RESOURCE_PREFIX}-router-{suffix}",
+            "timeoutSeconds": ATTEMPT_TIMEOUT_SECONDS, "cooldownSeconds": COOLDOWN_SECONDS,
+            "healthCheckIntervalSeconds": HEALTH_CHECK_SECONDS,
+        },
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OLLAMA_GPU_OFFLINE", "1")
+        patch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
+        patch.setenv("SSH_AUTH_SOCK", "/nonexistent/agent.sock")
+        return render("local", config, secret_keys=["router"])
+
+
+def _start_server(net: rig.Network, name: str, address: str, image: str, workdir: Path) -> None:
+    """An Ollama server at ADDRESS with the tiny model and the alias made from it, loaded."""
+    rig.docker("run", "--detach", "--name", name, "--label", rig.LABEL, "--network", net.name, "--ip", address,
+               "-e", "OLLAMA_KEEP_ALIVE=-1", "-e", "OLLAMA_DEBUG=1", image)
+    url = f"http://{address}:11434"
+    deadline = time.monotonic() + 60
+    while not harness.answers_http(f"{url}/api/version"):
+        assert time.monotonic() < deadline, rig.docker("logs", name, check=False)
+        time.sleep(0.3)
+    rig.docker("cp", str(workdir / "tiny.gguf"), f"{name}:/tmp/tiny.gguf")
+    rig.docker("exec", name, "bash", "-c", "cd /tmp && echo 'FROM ./tiny.gguf' >Modelfile && ollama create tiny:base -f Modelfile")
+    create = {"model": ALIAS, "from": BASE, "parameters": {"num_ctx": 2048, "num_predict": 16}, "stream": False}
+    httpx.post(f"{url}/api/create", json=create, timeout=120).raise_for_status()
+    httpx.post(f"{url}/api/generate", json={"model": ALIAS, "keep_alive": -1}, timeout=120).raise_for_status()
+
+
+def _wait_for_router(url: str, container: str) -> None:
+    deadline = time.monotonic() + ROUTER_START_SECONDS
+    while True:
+        try:
+            if httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        running = rig.docker("inspect", "--format", "{{.State.Running}}", container, check=False)
+        if running != "true" or time.monotonic() > deadline:
+            raise RuntimeError(f"the router did not start:\n{rig.docker('logs', container, check=False)}")
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def fleet(ollama_standin_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    router_image = harness.run_dev_script("build-router-image.sh")
+    workdir = tmp_path_factory.mktemp("router")
+    write_tiny_gguf(workdir / "tiny.gguf")
+    port, suffix = harness.free_port(), str(harness.free_port())
+    servers = {name: f"{harness.RESOURCE_PREFIX}-router-{name}-{suffix}" for name in HOSTS}
+    with rig.network(f"{harness.RESOURCE_PREFIX}-router-{suffix}") as net:
+        addresses = {name: net.address(2 + index) for index, name in enumerate(HOSTS)}
+        run = _program(addresses, port, suffix)
+        router = run.by_name("router-container")
+        try:
+            for name in HOSTS:
+                _start_server(net, servers[name], addresses[name], ollama_standin_image, workdir)
+            rig.docker("create", *docker_create_args(router, router_image))
+            copy_uploads(router)
+            rig.docker("start", router.inputs["name"])
+            url = f"http://127.0.0.1:{port}/v1"
+            assert run.outputs["endpoint"] == url
+            _wait_for_router(url, router.inputs["name"])
+            yield Fleet(url, servers, router.inputs["name"])
+        finally:
+            harness.remove_containers([router.inputs["name"], *servers.values()])
+
+
+def _report(phase: str, outcomes: list[Outcome]) -> None:
+    hosts = Counter(outcome.host or "failed" for outcome in outcomes)
+    errors = Counter(f"{o.status} {o.error}" for o in outcomes if o.status != 200)
+    print(f"router {phase}: {len(outcomes)} requests, {json.dumps(dict(sorted(hosts.items())))}"
+          + "".join(f"\n  {count} x {error}" for error, count in errors.items()))
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    # LiteLLM looks up any key but the master key as a virtual key, and without a database says so.
+    ({"Authorization": "Bearer " + "w" * 40}, 400),
+    ({"Authorization": "Bearer sk-" + "w" * 40}, 400),
+], ids=["missing", "wrong", "wrong-sk"])
+def test_a_request_without_the_master_key_is_refused_and_reaches_no_host(fleet: Fleet, headers: dict, status: int) -> None:
+    # The router's health checks reach the servers all along; this prompt is far longer than theirs.
+    response = httpx.post(f"{fleet.url}/chat/completions", headers=headers, timeout=30,
+                          json={"model": ALIAS, "messages": [{"role": "user", "content": LONG_PROMPT}]})
+    assert response.status_code == status, response.text
+    time.sleep(1)
+    assert all(fleet.longest_prompt(host) < LONG_PROMPT_TOKENS for host in HOSTS)
+
+
+def test_the_long_prompt_is_seen_when_it_is_admitted(fleet: Fleet) -> None:
+    """The check above can see a request: with the key, the long prompt reaches a server."""
+    response = httpx.post(f"{fleet.url}/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60,
+                          json={"model": ALIAS, "messages": [{"role": "user", "content": LONG_PROMPT}], "max_tokens": 4})
+    assert response.status_code == 200, response.text
+    assert max(fleet.longest_prompt(host) for host in HOSTS) >= LONG_PROMPT_TOKENS
+
+
+def test_both_hosts_serve_under_concurrent_load(fleet: Fleet) -> None:
+    before = {host: fleet.chats_served(host) for host in HOSTS}
+    outcomes = fleet.load(24)
+    _report("both hosts up", outcomes)
+    assert [o.status for o in outcomes] == [200] * len(outcomes)
+    served = Counter(o.host for o in outcomes)
+    assert set(served) == set(HOSTS) and all(served[host] > 0 for host in HOSTS), served
+    # The servers' own logs agree (health checks add a few requests of their own).
+    for host in HOSTS:
+        assert fleet.chats_served(host) - before[host] >= served[host]
+
+
+def test_a_frozen_host_fails_only_requests_in_flight_and_the_rest_go_to_the_other(fleet: Fleet) -> None:
+    frozen: dict[str, float] = {}
+
+    def freeze_after_some(done: int) -> None:
+        if done == 6 and not frozen:
+            rig.docker("pause", fleet.servers["gpu2"])
+            frozen["at"] = time.monotonic()
+
+    try:
+        outcomes = fleet.load(40, on_done=freeze_after_some)
+    finally:
+        rig.docker("unpause", fleet.servers["gpu2"], check=False)
+    _report("gpu2 frozen after 6 answers", outcomes)
+    at = frozen["at"]
+    after = [o for o in outcomes if o.started > at]
+    in_flight = [o for o in outcomes if o.started <= at < o.ended]
+    failed = [o for o in outcomes if o.status != 200]
+    print(f"router frozen: {len(in_flight)} in flight at the freeze, {len(after)} started after it, "
+          f"{len(failed)} failed; after the freeze served by {dict(Counter(o.host for o in after))}, "
+          f"slowest {max(o.ended - o.started for o in outcomes):.1f}s")
+    assert after, "the load ended before the freeze"
+    assert all(o.status == 200 for o in after), [o.status for o in after]
+    assert {o.host for o in after if o.started > at + ATTEMPT_TIMEOUT_SECONDS * 2} <= {"gpu1"}
+    assert set(failed) <= set(in_flight)
+
+
+def test_the_unfrozen_host_comes_back_into_rotation(fleet: Fleet) -> None:
+    # Cooldown over and a health check passed: least-busy spreads the load over both again.
+    deadline = time.monotonic() + COOLDOWN_SECONDS + 6 * HEALTH_CHECK_SECONDS
+    while True:
+        outcomes = fleet.load(16)
+        served = Counter(o.host for o in outcomes)
+        if served["gpu2"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(HEALTH_CHECK_SECONDS)
+    _report("gpu2 unfrozen", outcomes)
+    assert all(o.status == 200 for o in outcomes)
+    assert served["gpu2"] > 0 and served["gpu1"] > 0, served
