@@ -3,6 +3,7 @@ points and prompt sizes (a run cut short still leaves its data, written after ev
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -13,6 +14,21 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, models: Sequence[str], points: Callable[[str], Any],
+                        default_points: str, default_sizes: str) -> None:
+    """The options both sweeps take: the model, where things go, the points and prompt sizes."""
+    parser.add_argument("--model", required=True, choices=sorted(models))
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--models-dir", type=Path, default=Path("/tmp/gpu-lab-models"))
+    parser.add_argument("--log-dir", type=Path, default=Path("/tmp/gpu-lab-logs"))
+    parser.add_argument("--points", type=points, default=points(default_points))
+    parser.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")],
+                        default=[int(x) for x in default_sizes.split(",")])
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--num-ctx", type=int, default=32768)
+    parser.add_argument("--kv-cache-type", default="f16")
+
 
 # Errors a server that is still starting (or loading) answers with.
 NOT_READY = (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ollama_gpu.gpulab import hostinfo
-from ollama_gpu.gpulab.lab_run import ServerProcess, measure_sizes, sweep_points
+from ollama_gpu.gpulab.lab_run import ServerProcess, add_sweep_arguments, measure_sizes, sweep_points
 from ollama_gpu.gpulab.models import MODELS
 from ollama_gpu.gpulab.sweep import GIB, NAMED_TARGETS, RECIPE_OVERHEAD, write_model
 
@@ -197,15 +197,7 @@ def run_point(args: argparse.Namespace, point: LlamaPoint, gguf: Path, vocab: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ollama_gpu.gpulab.llama_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--llama-server", required=True, type=Path)
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--models-dir", type=Path, default=Path("/tmp/gpu-lab-models"))
-    parser.add_argument("--log-dir", type=Path, default=Path("/tmp/gpu-lab-logs"))
-    parser.add_argument("--points", type=parse_points, default=parse_points("a10/fit,v100/fit"))
-    parser.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[1024, 4096, 16384])
-    parser.add_argument("--decode-tokens", type=int, default=32)
-    parser.add_argument("--num-ctx", type=int, default=32768)
-    parser.add_argument("--kv-cache-type", default="f16")
+    add_sweep_arguments(parser, MODELS, parse_points, "a10/fit,v100/fit", "1024,4096,16384")
     parser.add_argument("--margin-mib", type=int, default=RECIPE_OVERHEAD >> 20,
                         help="--fit-target: the free VRAM --fit leaves (the stack's GPU overhead)")
     parser.add_argument("--deadline", type=float, help="epoch seconds by which to stop measuring")

@@ -30,7 +30,7 @@ from typing import Any
 
 from ollama_gpu.gpulab import hostinfo
 from ollama_gpu.gpulab.gguf_writer import write_gguf
-from ollama_gpu.gpulab.lab_run import ServerProcess, measure_sizes, sweep_points
+from ollama_gpu.gpulab.lab_run import ServerProcess, add_sweep_arguments, measure_sizes, sweep_points
 from ollama_gpu.gpulab.models import MODELS, prompt_text, scaled_down
 
 GIB = 1 << 30
@@ -193,16 +193,8 @@ def write_model(args: argparse.Namespace, key: str) -> tuple[str, Path, dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ollama_gpu.gpulab.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--ollama", required=True, help="the ollama binary (with its lib/ollama beside)")
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--models-dir", type=Path, default=Path("/tmp/gpu-lab-models"))
-    parser.add_argument("--log-dir", type=Path, default=Path("/tmp/gpu-lab-logs"))
-    parser.add_argument("--points", type=parse_points, default=parse_points("a10,v100,full"))
-    parser.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[512, 2048, 8192])
-    parser.add_argument("--decode-tokens", type=int, default=32)
-    parser.add_argument("--num-ctx", type=int, default=32768)
+    add_sweep_arguments(parser, MODELS, parse_points, "a10,v100,full", "512,2048,8192")
     parser.add_argument("--num-batch", type=int, default=512)
-    parser.add_argument("--kv-cache-type", default="f16")
     parser.add_argument("--deadline", type=float, help="epoch seconds by which to stop measuring")
     parser.add_argument("--host-info", type=Path, help="hostinfo JSON to embed (default: collect now)")
     parser.add_argument("--seed", type=int, default=1)
