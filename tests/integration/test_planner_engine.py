@@ -82,7 +82,7 @@ def two_sequence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Na
     binary = _build_server()
     workdir = tmp_path_factory.mktemp("parallel-ollama")
     port = harness.free_port()
-    env = _server_env(port, workdir / "models") | {"OLLAMA_NUM_PARALLEL": "2"}
+    env = _server_env(port, workdir / "models", num_parallel=2)
     env.pop("OLLAMA_KV_CACHE_TYPE")
     log_path = workdir / "server.log"
     with log_path.open("w") as log:
