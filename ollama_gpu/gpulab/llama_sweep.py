@@ -36,7 +36,7 @@ from typing import Any
 from ollama_gpu.gpulab import hostinfo
 from ollama_gpu.gpulab.lab_run import ServerProcess, add_sweep_arguments, measure_sizes, sweep_points
 from ollama_gpu.gpulab.models import MODELS
-from ollama_gpu.gpulab.sweep import GIB, NAMED_TARGETS, RECIPE_OVERHEAD, write_model
+from ollama_gpu.gpulab.sweep import GIB, RECIPE_OVERHEAD, card_target, write_model
 
 PORT = 11535
 LOG_PATTERN = re.compile(
@@ -61,13 +61,7 @@ def parse_points(text: str) -> list[LlamaPoint]:
     points = []
     for item in text.split(","):
         target, placement, *flags = item.strip().split("/")
-        if target == "full":
-            gib = None
-        elif target in NAMED_TARGETS:
-            gib = NAMED_TARGETS[target]
-        else:
-            gib = float(target)
-            target = f"{gib:g}GiB"
+        target, gib = card_target(target)
         if placement == "fit":
             n_cpu_moe = None
         elif re.fullmatch(r"n\d+", placement):

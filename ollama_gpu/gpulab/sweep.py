@@ -58,6 +58,17 @@ class Point:
     kv_cache_type: str | None = None
 
 
+def card_target(text: str) -> tuple[str, float | None]:
+    """A point's card: a10 or v100 (their free VRAM), full (the whole GPU, None) or GiB to emulate;
+    with the label the results file gives it."""
+    if text == "full":
+        return text, None
+    if text in NAMED_TARGETS:
+        return text, NAMED_TARGETS[text]
+    gib = float(text)
+    return f"{gib:g}GiB", gib
+
+
 def parse_points(text: str) -> list[Point]:
     """"a10,v100,full,14,a10/b2048,a10/kq8_0": named cards, the whole GPU, GiB to emulate, then
     "/bN" for num_batch N and "/kTYPE" for the KV cache type."""
@@ -66,13 +77,7 @@ def parse_points(text: str) -> list[Point]:
         target, *overrides = item.strip().split("/")
         num_batch = next((int(o[1:]) for o in overrides if o.startswith("b")), None)
         kv_cache_type = next((o[1:] for o in overrides if o.startswith("k")), None)
-        if target == "full":
-            gib = None
-        elif target in NAMED_TARGETS:
-            gib = NAMED_TARGETS[target]
-        else:
-            gib = float(target)
-            target = f"{gib:g}GiB"
+        target, gib = card_target(target)
         label = "/".join([target, *overrides])
         points.append(Point(label, gib, num_batch, kv_cache_type))
     return points
