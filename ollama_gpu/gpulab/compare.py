@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,7 @@ def compare_run(results: dict[str, Any], run: dict[str, Any], geometry: ModelGeo
         rows.append(row)
     out["speed"] = rows
     out["gpu_blocks"] = planned.gpu_blocks
+    out["layout"] = "resident" if planned.all_on_gpu else "moe hybrid" if geometry.is_moe else "dense hybrid"
     out["host_weights"] = planned.weights_cpu
     return out
 
@@ -286,6 +288,50 @@ MARKDOWN_HEADER = (
 )
 
 
+# The README's prefill error table, one row per kind of run. MoE hybrids are split by prompt size
+# because the lab's random router sends a prompt's first batches to more experts than its later ones.
+ERROR_GROUPS = (
+    ("fully resident (the GPU term's own fit)", lambda model, layout, tokens: layout == "resident"),
+    ("dense hybrid, Qwen3-32B: nothing fitted", lambda model, layout, tokens:
+        layout == "dense hybrid" and model.startswith("qwen3")),
+    ("dense hybrid, Gemma 3 (sliding window): nothing fitted", lambda model, layout, tokens:
+        layout == "dense hybrid" and model.startswith("gemma3")),
+    ("MoE hybrid, lab expert share fitted, prompts ≥ 8192 tokens", lambda model, layout, tokens:
+        layout == "moe hybrid" and tokens >= 8192),
+    ("MoE hybrid, same, 2048–4096-token prompts", lambda model, layout, tokens:
+        layout == "moe hybrid" and 2048 <= tokens < 8192),
+    ("MoE hybrid, same, 512–1024-token prompts", lambda model, layout, tokens:
+        layout == "moe hybrid" and tokens < 2048),
+)
+
+
+def prefill_errors(comparisons: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Every prompt's prefill model error (model/measured − 1), by the README's kinds of run."""
+    groups: dict[str, list[float]] = {label: [] for label, _ in ERROR_GROUPS}
+    for comparison in comparisons:
+        for run in comparison["runs"]:
+            for row in run.get("speed", []):
+                if "prefill_error" not in row:
+                    continue
+                for label, member in ERROR_GROUPS:
+                    if member(comparison["model"], run["layout"], row["prompt_tokens"]):
+                        groups[label].append(row["prefill_error"])
+    return groups
+
+
+def _signed_percent(value: float) -> str:
+    return f"{value:+.1%}".replace("-", "−").replace("%", " %")
+
+
+def error_rows(comparisons: list[dict[str, Any]]) -> list[str]:
+    rows = ["| runs | prompts | error (model/measured − 1) |", "|---|---|---|"]
+    for label, errors in prefill_errors(comparisons).items():
+        errors = sorted(errors)
+        rows.append(f"| {label} | {len(errors)} | {_signed_percent(errors[0])} … {_signed_percent(errors[-1])}"
+                    f" (median {_signed_percent(statistics.median(errors))}) |")
+    return rows
+
+
 DERIVED_PROMPTS = (2048, 12288, 32768)
 
 
@@ -316,11 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="the README table: one row per run")
     parser.add_argument("--derived", action="store_true", help="also print the derived A10/V100 prefill table")
+    parser.add_argument("--errors", action="store_true", help="the README's prefill model error table")
     args = parser.parse_args(argv)
     if args.derived:
         print("\n".join(derived_rows()))
     comparisons = compare([load(path) for path in args.results])
-    if args.markdown:
+    if args.errors:
+        print("\n".join(error_rows(comparisons)))
+    elif args.markdown:
         print(MARKDOWN_HEADER)
         for comparison in comparisons:
             print("\n".join(markdown_rows(comparison)))

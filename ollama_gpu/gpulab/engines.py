@@ -34,6 +34,11 @@ class EngineRun:
     error: str = ""
     variant: str = ""  # an Ollama point's num_batch or KV-type override ("b2048", "kq8_0")
 
+    @property
+    def lease(self) -> str:
+        """The results file's lease tag: "qwen3-30b-a3b-q8_0.lease-c.json" -> "lease-c"."""
+        return self.source.removesuffix(".json").rpartition(".")[2]
+
 
 def _card(point: str) -> str:
     return point.split("/")[0]
@@ -83,8 +88,8 @@ def _decode_ratio(value: float, baseline: float | None) -> str:
 def table(runs: list[EngineRun]) -> list[str]:
     """Markdown rows, Ollama first within each model and card; ratios are to the Ollama run with
     the most sizes measured (the same card, the default num_batch)."""
-    lines = ["| model | card | engine | placement | GPU used | prefill tok/s by prompt tokens | "
-             "decode tok/s by context fill |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | card | engine | lease | placement | GPU used | prefill tok/s by prompt tokens | "
+             "decode tok/s by context fill |", "|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[EngineRun]] = {}
     for run in runs:
         groups.setdefault((run.model, run.card), []).append(run)
@@ -99,7 +104,7 @@ def table(runs: list[EngineRun]) -> list[str]:
             decode = ", ".join(f"{size}: {_decode_ratio(rate, reference and reference.decode.get(size))}"
                                for size, rate in sorted(run.decode.items()))
             used = f"{run.gpu_used / GIB:.1f} GiB" if run.gpu_used is not None else ""
-            lines.append(f"| {model} | {card} | {run.engine} | {run.placement} | {used} | "
+            lines.append(f"| {model} | {card} | {run.engine} | {run.lease} | {run.placement} | {used} | "
                          f"{prefill or run.error[:60]} | {decode} |")
     return lines
 
