@@ -29,7 +29,8 @@ if not settings.hosts:
     # 6. Opt-in: the team endpoint, HTTPS with API keys in front of the loopback-only API.
     gateway = Gateway(
         "gateway", settings.gateway, host.docker_engine, CommandTarget.for_settings(settings),
-        site_name=gateway_site_name(settings), upstream=api_url_on_host(settings), server=host.server_container,
+        site_name=gateway_site_name(settings), upstream=api_url_on_host(settings), served=settings.server.engine,
+        server=host.server_container,
     ) if settings.gateway.enabled else None
 
     pulumi.export("endpoint", client_endpoint(settings))

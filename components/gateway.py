@@ -13,7 +13,7 @@ import pulumi_docker as docker
 
 from components.ollama_server import LOG_OPTIONS, retained_volume
 from components.transport import CommandTarget
-from ollama_gpu.gateway_config import CA_ROOT_PATH, GatewayConfig, render_caddyfile
+from ollama_gpu.gateway_config import CA_ROOT_PATH, SERVED_PATHS, GatewayConfig, render_caddyfile
 from ollama_gpu.settings import UNDECRYPTED_SECRET, GatewaySettings
 
 CADDYFILE_PATH = "/etc/caddy/Caddyfile"
@@ -27,7 +27,8 @@ class Gateway(pulumi.ComponentResource):
     ca_root: pulumi.Output[str]
 
     def __init__(self, name: str, gateway: GatewaySettings, provider: docker.Provider, target: CommandTarget, *,
-                 site_name: str, upstream: str, server: pulumi.Resource, opts: Optional[pulumi.ResourceOptions] = None):
+                 site_name: str, upstream: str, served: str, server: pulumi.Resource,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ollama-gpu:index:Gateway", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -39,7 +40,7 @@ class Gateway(pulumi.ComponentResource):
             image=image.image_id,
             # The host's network: Caddy reaches Ollama on the host's loopback, where Ollama alone listens.
             network_mode="host",
-            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(caddyfile(gateway, site_name, upstream)))],
+            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(caddyfile(gateway, site_name, upstream, served)))],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_PATH)],
             restart="unless-stopped",
             log_driver="json-file",
@@ -64,11 +65,12 @@ class Gateway(pulumi.ComponentResource):
         self.register_outputs({"container_id": self.container.id, "ca_root": self.ca_root})
 
 
-def caddyfile(gateway: GatewaySettings, site_name: str, upstream: str) -> str:
+def caddyfile(gateway: GatewaySettings, site_name: str, upstream: str, served: str) -> str:
+    """`served` names the upstream's kind, a key of SERVED_PATHS: the server's engine."""
     return render_caddyfile(GatewayConfig(
         site_name=site_name, port=gateway.port, bind_address=gateway.bind_address,
         upstream=upstream, api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
-        acme_email=gateway.acme_email,
+        served_paths=SERVED_PATHS[served], acme_email=gateway.acme_email,
     ))
 
 

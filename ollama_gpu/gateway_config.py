@@ -19,6 +19,18 @@ API_KEY = re.compile(r"[A-Za-z0-9_-]{32,128}", re.ASCII)
 _DNS_NAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}", re.ASCII)
 _UPSTREAM = re.compile(r"http://(127\.[0-9.]+|\[::1\]|[0-9.]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}", re.ASCII)
+_SERVED_PATH = re.compile(r"/[a-z0-9/_-]*\*?", re.ASCII)
+# What the gateway forwards: inference and the read-only model API, nothing that changes the
+# server. Through Ollama's /api/pull, /api/create, /api/copy, /api/delete, /api/push and /api/blobs
+# any key holder could replace or delete the served model; llama-server's /slots shows every
+# slot's prompt (other people's conversations), /props and /metrics its internals; the router's
+# admin API (/key/*, /model/*, ...) would run with the master key the gateway adds.
+SERVED_PATHS = {
+    "ollama": ("/api/version", "/api/tags", "/api/show", "/api/ps", "/api/chat", "/api/generate", "/api/embed",
+               "/api/embeddings", "/v1/*"),
+    "llama-server": ("/health", "/v1/*"),
+    "router": ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"),
+}
 # Where Caddy (official image: XDG_DATA_HOME=/data) keeps the internal CA it creates at first start.
 CA_ROOT_PATH = "/data/caddy/pki/authorities/local/root.crt"
 INTERNAL_CA = "internal"
@@ -26,14 +38,18 @@ INTERNAL_CA = "internal"
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """`site_name` is the name clients dial (certificate name); `acme_email` None = internal CA."""
+    """`site_name` is the name clients dial (certificate name); `acme_email` None = internal CA;
+    `served_paths` one of SERVED_PATHS; `upstream_key` the key the gateway sends upstream in place
+    of the client's (the router's master key), None to send none."""
 
     site_name: str
     port: int
     bind_address: str
     upstream: str
     api_keys: tuple[str, ...]
+    served_paths: tuple[str, ...]
     acme_email: str | None = None
+    upstream_key: str | None = None
 
 
 def site_name_problem(name: str) -> str | None:
@@ -64,6 +80,9 @@ def render_caddyfile(config: GatewayConfig) -> str:
         None if is_ip_address(config.bind_address) and "%" not in config.bind_address else "bind address is not an IP address",
         None if _UPSTREAM.fullmatch(config.upstream) else "upstream is not http://IP:PORT",
         None if config.acme_email is None or not email_problem(config.acme_email) else "ACME e-mail is not an address",
+        None if config.served_paths and all(map(_SERVED_PATH.fullmatch, config.served_paths)) else "a served path is not /PATH",
+        None if config.upstream_key is None or (config.upstream_key.startswith("sk-") and not api_key_problem(config.upstream_key[3:]))
+        else "the upstream key is not sk-KEY",
     ]
     if any(problems):
         raise ValueError("; ".join(p for p in problems if p))
@@ -75,6 +94,9 @@ def render_caddyfile(config: GatewayConfig) -> str:
         "BIND_ADDRESS": config.bind_address,
         "TLS_ISSUER": config.acme_email or INTERNAL_CA,
         "UPSTREAM": config.upstream,
+        "SERVED_PATHS": " ".join(config.served_paths),
+        "UPSTREAM_AUTHORIZATION": "-Authorization" if config.upstream_key is None
+        else f'Authorization "Bearer {config.upstream_key}"',
         "AUTHORIZED_HEADER_LINES": "\n".join(f'\t\theader Authorization "Bearer {key}"' for key in config.api_keys),
     })
 

@@ -10,13 +10,9 @@ request it answers, so "never reaches Ollama" is counted there.
 
 import json
 import os
-import ssl
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,80 +20,21 @@ import ollama
 import openai
 import pytest
 
-from ollama_gpu.offline import ProgramRun
 from tests.integration import harness
+from tests.integration.gateway_rig import SITE, Gateway, program, running_gateway, start
 from tests.integration.native_server import NativeOllama, native_ollama  # noqa: F401 (the fixture)
-from tests.integration.program_spec import copy_uploads, docker_create_args, render
 
 pytestmark = pytest.mark.integration
 
 KEY_A = "a" * 16 + "A1_-" * 4 + "0123456789abcdef"
 KEY_B = "ZyXw" * 10
 WRONG_KEY = "w" * 40
-SITE = "127.0.0.1"
-
-
-@dataclass
-class Gateway:
-    url: str
-    ca_file: Path
-    ca_root: str
-    container: str
-    volume: str
-    image: str
-    port: int
-
-    def tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
-
-def _program(server: NativeOllama, port: int, suffix: str, keys: tuple[str, ...]) -> ProgramRun:
-    """The local stack with the gateway on, its upstream the native server's loopback port."""
-    config = {
-        "profile": "none",
-        "server": {"port": urlsplit(server.url).port},
-        "gateway": {
-            "enabled": True, "port": port, "bindAddress": SITE, "apiKeys": list(keys),
-            "containerName": f"{harness.RESOURCE_PREFIX}-gateway-{suffix}",
-            "dataVolume": f"{harness.RESOURCE_PREFIX}-gateway-data-{suffix}",
-        },
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OLLAMA_GPU_OFFLINE", "1")
-        patch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
-        return render("local", config, secret_keys=["gateway"])
-
-
-def _start(run: ProgramRun, image: str) -> str:
-    """Creates the registered gateway container as the provider does and runs the registered
-    command that reads the CA root; returns what that command printed (the exported root)."""
-    container = run.by_name("gateway-container")
-    subprocess.run(["docker", "create", *docker_create_args(container, image)], check=True, capture_output=True)
-    copy_uploads(container)
-    subprocess.run(["docker", "start", container.inputs["name"]], check=True, capture_output=True)
-    read_root = run.by_name("gateway-ca-root").inputs
-    result = subprocess.run(["/bin/sh", "-c", read_root["create"]], input=read_root["stdin"],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
 def gateway(native_ollama: NativeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: F811
-    harness.require(harness.docker_answers(), "no Docker daemon answers (scripts/dev/install-prerequisites.sh sets one up)")
-    image = harness.run_dev_script("build-gateway-image.sh")
-    port, suffix = harness.free_port(), uuid.uuid4().hex[:8]
-    run = _program(native_ollama, port, suffix, (KEY_A, KEY_B))
-    container, volume = run.by_name("gateway-container").inputs["name"], run.by_name("gateway-data").inputs["name"]
-    try:
-        root = _start(run, image)
-        ca_file = tmp_path_factory.mktemp("gateway") / "ca-root.crt"
-        ca_file.write_text(root)
-        assert run.outputs["gateway_url"] == f"https://{SITE}:{port}"
-        yield Gateway(run.outputs["gateway_url"], ca_file, root, container, volume, image, port)
-    finally:
-        harness.remove_containers([container])
-        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True, check=False)
+    with running_gateway(urlsplit(native_ollama.url).port, (KEY_A, KEY_B), tmp_path_factory.mktemp("gateway")) as gateway:
+        yield gateway
 
 
 def _requests_seen(server: NativeOllama) -> int:
@@ -160,6 +97,20 @@ def test_a_request_without_a_valid_key_gets_401_and_never_reaches_ollama(gateway
     assert _requests_seen(native_ollama) == before
 
 
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/api/pull"), ("DELETE", "/api/delete"), ("POST", "/api/create"), ("POST", "/api/copy"),
+    ("POST", "/api/push"), ("HEAD", "/api/blobs/sha256:" + "0" * 64), ("GET", "/"),
+])
+def test_model_management_is_not_served_even_with_a_key(gateway: Gateway, native_ollama: NativeOllama, method: str, path: str) -> None:  # noqa: F811
+    """A key admits inference, not the power to pull, replace or delete the served model."""
+    before = _requests_seen(native_ollama)
+    response = httpx.request(method, f"{gateway.url}{path}", headers=_bearer(KEY_A), verify=gateway.tls(),
+                             json={"model": native_ollama.alias, "name": native_ollama.alias})
+    assert (response.status_code, response.text) == (404, "not served through the gateway" if method != "HEAD" else "")
+    assert _requests_seen(native_ollama) == before
+    assert native_ollama.alias in {model.model for model in ollama.Client(native_ollama.url).list().models}
+
+
 def test_plain_http_to_the_gateway_port_is_refused(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
     before = _requests_seen(native_ollama)
     response = httpx.get(f"http://{SITE}:{gateway.port}/api/tags", headers=_bearer(KEY_A))
@@ -206,10 +157,9 @@ def test_the_load_bench_names_the_variable_not_the_key_when_the_gateway_refuses_
 def test_a_revoked_key_gets_401_after_rotation_and_the_ca_root_stays(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811
     """Rotation as `pulumi up` applies it: the program with one key fewer, its gateway container
     replaced on the same data volume; Ollama is not touched. Runs last in this module."""
-    suffix = gateway.container.rsplit("-", 1)[1]
-    run = _program(native_ollama, gateway.port, suffix, (KEY_A,))
+    run = program(gateway.upstream_port, gateway.port, gateway.suffix, (KEY_A,))
     harness.remove_containers([gateway.container])
-    assert _start(run, gateway.image) == gateway.ca_root
+    assert start(run, gateway.image) == gateway.ca_root
     with httpx.Client(base_url=gateway.url, verify=gateway.tls()) as client:
         for _ in range(100):  # the new container may still be binding its port
             try:

@@ -7,7 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ollama_gpu.gateway_config import API_KEY, GatewayConfig, render_caddyfile
+from ollama_gpu.gateway_config import API_KEY, SERVED_PATHS, GatewayConfig, render_caddyfile
 
 KEY_A = "k" * 32
 KEY_B = "0123456789abcdef_-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -15,7 +15,7 @@ KEY_B = "0123456789abcdef_-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 def _config(**changes) -> GatewayConfig:
     base = dict(site_name="203.0.113.10", port=8443, bind_address="0.0.0.0", upstream="http://127.0.0.1:11434",
-                api_keys=(KEY_A, KEY_B))
+                api_keys=(KEY_A, KEY_B), served_paths=SERVED_PATHS["ollama"])
     return GatewayConfig(**(base | changes))
 
 
@@ -29,7 +29,7 @@ def test_each_key_is_one_exact_bearer_match_inside_the_authorized_matcher() -> N
     matcher = re.search(r"@authorized \{\n(.*?)\n\t\}", caddyfile, re.DOTALL)
     assert matcher is not None
     assert matcher.group(1).splitlines() == [f'\t\theader Authorization "Bearer {KEY_A}"', f'\t\theader Authorization "Bearer {KEY_B}"']
-    assert "\thandle @authorized {\n\t\treverse_proxy http://127.0.0.1:11434 {" in caddyfile
+    assert "\trespond @not_served \"not served through the gateway\" 404\n\t\treverse_proxy http://127.0.0.1:11434 {" in caddyfile
     assert 'respond "missing or invalid API key" 401' in caddyfile
 
 
@@ -62,11 +62,27 @@ def test_a_key_outside_the_grammar_is_refused_and_one_inside_keeps_the_structure
 HOSTILE = ["a b", 'a"b', "a}b", "a{b", "a\nb", "a#b", "a\tb", "`x`", "{env.HOME}", "a;b", ""]
 
 
-@pytest.mark.parametrize("field", ["site_name", "bind_address", "upstream", "acme_email"])
+@pytest.mark.parametrize("field", ["site_name", "bind_address", "upstream", "acme_email", "upstream_key", "served_paths"])
 @pytest.mark.parametrize("value", HOSTILE)
 def test_a_parameter_with_caddyfile_syntax_is_refused(field: str, value: str) -> None:
     with pytest.raises(ValueError):
-        render_caddyfile(_config(**{field: value}))
+        render_caddyfile(_config(**{field: ("/v1/*", value) if field == "served_paths" else value}))
+
+
+@pytest.mark.parametrize("served", sorted(SERVED_PATHS))
+def test_only_the_engines_inference_and_read_only_paths_are_forwarded(served: str) -> None:
+    caddyfile = render_caddyfile(_config(served_paths=SERVED_PATHS[served]))
+    assert f"\t\t@not_served not path {' '.join(SERVED_PATHS[served])}\n" in caddyfile
+    forwarded = " ".join(SERVED_PATHS[served])
+    for management in ("/api/pull", "/api/delete", "/api/create", "/slots", "/props", "/metrics", "/key/generate"):
+        assert management not in forwarded
+
+
+def test_the_router_gets_its_master_key_in_place_of_the_clients() -> None:
+    master = "sk-" + "m" * 40
+    caddyfile = render_caddyfile(_config(upstream_key=master, served_paths=SERVED_PATHS["router"]))
+    assert f'\t\t\theader_up Authorization "Bearer {master}"\n' in caddyfile
+    assert "header_up -Authorization" not in caddyfile
 
 
 @pytest.mark.parametrize("keys", [(), (KEY_A, "short")])
