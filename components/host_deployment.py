@@ -55,6 +55,7 @@ def deploy_host(settings: Settings, plan: Optional[Plan], prefix: str = "", rout
             prefix + component_name("llama-server"), settings.llama_server, settings.server, docker_engine, target,
             gpu=settings.has_gpu, arguments=server_arguments(settings, model_path(settings)), volume=volume,
             model_file=model_file.fetch, api_url=api_url_on_host(settings), replaces=takes_over_from("ollama"),
+            router_backend=router_backend,
         )
         server_container, ready = engine.container, engine.report
     else:

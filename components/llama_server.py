@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.ollama_server import LOG_OPTIONS, PUBLIC_BIND_LABEL
+from components.ollama_server import LOG_OPTIONS, exposure_labels
 from components.transport import CommandTarget, HostCommand
 from ollama_gpu.go_duration import seconds_text
 from ollama_gpu.settings import LlamaServerSettings, ServerSettings
@@ -27,9 +27,10 @@ class LlamaServer(pulumi.ComponentResource):
     def __init__(self, name: str, llama: LlamaServerSettings, server: ServerSettings, provider: docker.Provider,
                  target: CommandTarget, *, gpu: bool, arguments: list[str], volume: docker.Volume,
                  model_file: pulumi.Resource, api_url: str, replaces: Optional[pulumi.Alias] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 router_backend: bool = False, opts: Optional[pulumi.ResourceOptions] = None):
         """`arguments`: llama-server's argv (ollama_gpu.llama_server_argv); `replaces`: the other
-        engine's container, which this one takes over (components/engine_switch.py)."""
+        engine's container, which this one takes over (components/engine_switch.py);
+        `router_backend`: a fleet host's server, published on its private address for the router."""
         super().__init__(COMPONENT_TYPE, name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -64,7 +65,7 @@ class LlamaServer(pulumi.ComponentResource):
             wait=True,
             wait_timeout=server.startup_timeout_seconds,
             must_run=True,
-            labels=[docker.ContainerLabelArgs(label=PUBLIC_BIND_LABEL, value="true")] if server.allow_public_bind else None,
+            labels=exposure_labels(server, router_backend),
             # The host port is the other engine's too: the old container must go before this one starts.
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
                 delete_before_replace=True, depends_on=[model_file], aliases=[replaces] if replaces else None,

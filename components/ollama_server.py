@@ -67,14 +67,20 @@ class OllamaServer(pulumi.ComponentResource):
             wait=True,
             wait_timeout=server.startup_timeout_seconds,
             must_run=True,
-            labels=[docker.ContainerLabelArgs(label=label, value="true") for label, wanted in (
-                (PUBLIC_BIND_LABEL, server.allow_public_bind), (ROUTER_BACKEND_LABEL, router_backend)) if wanted] or None,
+            labels=exposure_labels(server, router_backend),
             # The name and host port are fixed, so the old container must go before the new one starts.
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(
                 delete_before_replace=True, aliases=[replaces] if replaces else None,
             )),
         )
         self.register_outputs({"container_id": self.container.id})
+
+
+def exposure_labels(server: ServerSettings, router_backend: bool) -> Optional[list[docker.ContainerLabelArgs]]:
+    """Why a server's port may be bound beyond loopback, for the policy pack: the user allowed a
+    public bind, or the port is a fleet host's private-network way in for the router."""
+    return [docker.ContainerLabelArgs(label=label, value="true") for label, wanted in (
+        (PUBLIC_BIND_LABEL, server.allow_public_bind), (ROUTER_BACKEND_LABEL, router_backend)) if wanted] or None
 
 
 def retained_volume(resource_name: str, volume_name: str, opts: pulumi.ResourceOptions) -> docker.Volume:

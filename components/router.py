@@ -1,5 +1,5 @@
 """The fleet's router: LiteLLM's proxy in a container on one host of the fleet, in front of every
-host's Ollama (reached at their private addresses), with the master key as the one client key.
+host's server, Ollama or llama-server (reached at their private addresses), with the master key as the one client key.
 
 The config holds the key, so it travels as a secret upload; a changed key, host list or routing
 setting replaces only this container. The container uses the host's network: it listens on the
@@ -54,7 +54,7 @@ def router_config(settings: Settings, members: Sequence[FleetMember]) -> str:
     key = router.master_key.get_secret_value()
     return render_router_config(RouterConfig(
         alias=settings.model.alias,
-        backends=tuple(Backend(member.name, backend_url(member)) for member in members),
+        backends=tuple(Backend(member.name, backend_url(member), member.settings.server.engine) for member in members),
         # An offline read of the stack file (make plan) cannot decrypt the key: a fresh random one
         # stands in, so the file renders, and were it ever deployed it would admit no one.
         master_key=f"sk-{secrets.token_hex(32)}" if key == UNDECRYPTED_SECRET else key,

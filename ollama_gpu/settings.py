@@ -961,9 +961,6 @@ class Settings(_Section):
         if self.gateway.enabled:
             raise SettingProblem("gateway.enabled", True, "is for a single host; a fleet is reached through the router",
                                  "set gateway.enabled: false and router.enabled: true")
-        if self.hosts and self.uses_llama_server:
-            raise SettingProblem("server.engine", "llama-server", "is for a single host; the fleet's router sends "
-                                 "Ollama's chat API to each host", "set server.engine: ollama for a fleet")
         router = self.router
         if router.enabled:
             if router.host is not None and router.host not in names:

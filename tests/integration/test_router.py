@@ -1,7 +1,8 @@
 """The fleet's router against real parts: the router container the program registers for a
 two-host fleet (LiteLLM 1.106.12 from its PyPI wheels, in the stand-in for the official image, with
-the rendered config as its upload) in front of two real Ollama servers of the pinned version, each
-in its own container at its own address on a project network, as two hosts' private addresses.
+the rendered config as its upload) in front of two real servers, each in its own container at its
+own address on a project network, as two hosts' private addresses: once with Ollama of the pinned
+version, once with the pinned llama-server (its CPU build) run with the argv the program renders.
 
 Under concurrent load both hosts get requests (LiteLLM's `x-litellm-model-id` header names the
 host that answered; the servers' own logs agree). One server is frozen (`docker pause`, what a
@@ -63,6 +64,7 @@ class Fleet:
     url: str
     servers: dict[str, str]  # host name -> container
     router: str
+    engine: str
 
     def request(self, client: httpx.Client, index: int) -> Outcome:
         started = time.monotonic()
@@ -91,18 +93,25 @@ class Fleet:
         return (logs.stdout + logs.stderr).splitlines()
 
     def chats_served(self, host: str) -> int:
-        """POST /api/chat lines in the server's own request log (OLLAMA_DEBUG's [GIN] lines)."""
+        """Chats in the server's own log: Ollama's POST /api/chat request lines (OLLAMA_DEBUG's
+        [GIN] lines); llama-server logs no request line, but one "launch_slot_" per completion."""
+        if self.engine == "llama-server":
+            return sum("launch_slot_" in line for line in self._log(host))
         return sum("[GIN]" in line and '"/api/chat"' in line for line in self._log(host))
 
     def longest_prompt(self, host: str) -> int:
-        """The most prompt tokens of any completion the server ran (OLLAMA_DEBUG's "completion request")."""
-        counts = [int(m.group(1)) for line in self._log(host) if (m := re.search(r'msg="completion request" .*prompt=([0-9]+)', line))]
+        """The most prompt tokens of any completion the server ran (OLLAMA_DEBUG's "completion
+        request"; llama-server's "prompt eval time = ... / N tokens" timing line)."""
+        pattern = (r"prompt eval time = .* / +([0-9]+) tokens" if self.engine == "llama-server"
+                   else r'msg="completion request" .*prompt=([0-9]+)')
+        counts = [int(m.group(1)) for line in self._log(host) if (m := re.search(pattern, line))]
         return max(counts, default=0)
 
 
-def _program(addresses: dict[str, str], port: int, suffix: str) -> ProgramRun:
+def _program(addresses: dict[str, str], port: int, suffix: str, engine: str) -> ProgramRun:
     config = {
         "profile": "none",
+        "server": {"engine": engine},
         "hosts": [{"name": name, "address": f"{name}.invalid", "hostKey": HOST_KEY, "privateAddress": address}
                   for name, address in addresses.items()],
         "model": {"base": BASE, "alias": ALIAS},
@@ -119,7 +128,21 @@ def _program(addresses: dict[str, str], port: int, suffix: str) -> ProgramRun:
         return render("local", config, secret_keys=["router"])
 
 
-def _start_server(net: rig.Network, name: str, address: str, image: str, workdir: Path) -> None:
+def _start_llama_server(net: rig.Network, name: str, address: str, image: str, workdir: Path, argv: list[str]) -> None:
+    """llama-server at ADDRESS with the argv the program renders for the host, the tiny model in
+    place of the registry's blob, listening where the router expects the host's server."""
+    model = argv.index("--model") + 1
+    argv = [*argv[:model], "/tmp/tiny.gguf", *argv[model + 1:], "--port", "11434"]
+    rig.docker("create", "--name", name, "--label", rig.LABEL, "--network", net.name, "--ip", address, image, *argv)
+    rig.docker("cp", str(workdir / "tiny.gguf"), f"{name}:/tmp/tiny.gguf")
+    rig.docker("start", name)
+    deadline = time.monotonic() + 60
+    while not harness.answers_http(f"http://{address}:11434/health"):
+        assert time.monotonic() < deadline, rig.docker("logs", name, check=False)
+        time.sleep(0.3)
+
+
+def _start_ollama(net: rig.Network, name: str, address: str, image: str, workdir: Path) -> None:
     """An Ollama server at ADDRESS with the tiny model and the alias made from it, loaded."""
     rig.docker("run", "--detach", "--name", name, "--label", rig.LABEL, "--network", net.name, "--ip", address,
                "-e", "OLLAMA_KEEP_ALIVE=-1", "-e", "OLLAMA_DEBUG=1", image)
@@ -149,8 +172,10 @@ def _wait_for_router(url: str, container: str) -> None:
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
-def fleet(ollama_standin_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+@pytest.fixture(scope="module", params=["ollama", "llama-server"])
+def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    engine = request.param
+    server_image = request.getfixturevalue("ollama_standin_image" if engine == "ollama" else "llama_server_standin_image")
     router_image = harness.run_dev_script("build-router-image.sh")
     workdir = tmp_path_factory.mktemp("router")
     write_tiny_gguf(workdir / "tiny.gguf")
@@ -158,18 +183,22 @@ def fleet(ollama_standin_image: str, tmp_path_factory: pytest.TempPathFactory) -
     servers = {name: f"{harness.RESOURCE_PREFIX}-router-{name}-{suffix}" for name in HOSTS}
     with rig.network(f"{harness.RESOURCE_PREFIX}-router-{suffix}") as net:
         addresses = {name: net.address(2 + index) for index, name in enumerate(HOSTS)}
-        run = _program(addresses, port, suffix)
+        run = _program(addresses, port, suffix, engine)
         router = run.by_name("router-container")
         try:
             for name in HOSTS:
-                _start_server(net, servers[name], addresses[name], ollama_standin_image, workdir)
+                if engine == "ollama":
+                    _start_ollama(net, servers[name], addresses[name], server_image, workdir)
+                else:
+                    argv = run.by_name(f"{name}-llama-server-container").inputs["command"]
+                    _start_llama_server(net, servers[name], addresses[name], server_image, workdir, argv)
             rig.docker("create", *docker_create_args(router, router_image))
             copy_uploads(router)
             rig.docker("start", router.inputs["name"])
             url = f"http://127.0.0.1:{port}/v1"
             assert run.outputs["endpoint"] == url
             _wait_for_router(url, router.inputs["name"])
-            yield Fleet(url, servers, router.inputs["name"])
+            yield Fleet(url, servers, router.inputs["name"], engine)
         finally:
             harness.remove_containers([router.inputs["name"], *servers.values()])
 
@@ -207,7 +236,7 @@ def test_the_long_prompt_is_seen_when_it_is_admitted(fleet: Fleet) -> None:
 def test_both_hosts_serve_under_concurrent_load(fleet: Fleet) -> None:
     before = {host: fleet.chats_served(host) for host in HOSTS}
     outcomes = fleet.load(24)
-    _report("both hosts up", outcomes)
+    _report(f"{fleet.engine}, both hosts up", outcomes)
     assert [o.status for o in outcomes] == [200] * len(outcomes)
     served = Counter(o.host for o in outcomes)
     assert set(served) == set(HOSTS) and all(served[host] > 0 for host in HOSTS), served
@@ -228,12 +257,12 @@ def test_a_frozen_host_fails_only_requests_in_flight_and_the_rest_go_to_the_othe
         outcomes = fleet.load(40, on_done=freeze_after_some)
     finally:
         rig.docker("unpause", fleet.servers["gpu2"], check=False)
-    _report("gpu2 frozen after 6 answers", outcomes)
+    _report(f"{fleet.engine}, gpu2 frozen after 6 answers", outcomes)
     at = frozen["at"]
     after = [o for o in outcomes if o.started > at]
     in_flight = [o for o in outcomes if o.started <= at < o.ended]
     failed = [o for o in outcomes if o.status != 200]
-    print(f"router frozen: {len(in_flight)} in flight at the freeze, {len(after)} started after it, "
+    print(f"router {fleet.engine} frozen: {len(in_flight)} in flight at the freeze, {len(after)} started after it, "
           f"{len(failed)} failed; after the freeze served by {dict(Counter(o.host for o in after))}, "
           f"slowest {max(o.ended - o.started for o in outcomes):.1f}s")
     assert after, "the load ended before the freeze"
@@ -251,6 +280,6 @@ def test_the_unfrozen_host_comes_back_into_rotation(fleet: Fleet) -> None:
         if served["gpu2"] > 0 or time.monotonic() > deadline:
             break
         time.sleep(HEALTH_CHECK_SECONDS)
-    _report("gpu2 unfrozen", outcomes)
+    _report(f"{fleet.engine}, gpu2 unfrozen", outcomes)
     assert all(o.status == 200 for o in outcomes)
     assert served["gpu2"] > 0 and served["gpu1"] > 0, served

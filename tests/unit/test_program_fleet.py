@@ -115,6 +115,25 @@ def test_plans_and_verification_are_per_host_and_the_table_adds_the_fleet(deploy
     assert run.outputs["tunnel"] == "ssh -N -o ExitOnForwardFailure=yes -L 4000:127.0.0.1:4000 -p 22 -- ubuntu@203.0.113.11"
 
 
+def test_a_llama_server_fleet_routes_to_each_hosts_openai_api_on_its_private_address(deploy):
+    run = _run(deploy, fleet_config(server={"engine": "llama-server"}))
+    alias = run.outputs["alias"]
+    router = run.by_name("router-container")
+    for name, private in (("gpu1", "10.0.0.5"), ("gpu2", "10.0.0.6")):
+        container = run.by_name(f"{name}-llama-server-container").inputs
+        assert [(port["ip"], port["external"]) for port in container["ports"]] == [(private, 11434)]
+        assert container["labels"] == [{"label": "ollama-gpu.router-backend", "value": "true"}]
+        assert f"{name}-model-file" in run.names() and f"{name}-ollama-container" not in run.names()
+        # The router starts once each host's server has loaded the model and reported it.
+        assert run.by_name(f"{name}-llama-server-report").urn in router.depends_on
+    config = yaml.safe_load(router.inputs["uploads"]["value"][0]["content"])
+    assert [d["litellm_params"]["model"] for d in config["model_list"]] == [f"openai/{alias}"] * 2
+    assert [d["litellm_params"]["api_base"] for d in config["model_list"]] == [
+        "http://10.0.0.5:11434/v1", "http://10.0.0.6:11434/v1"]
+    assert run.outputs["engine"] == "llama-server"
+    assert "fleet (2/2 planned)" in run.outputs["plan_table"]
+
+
 def test_a_fleet_without_router_serves_each_host_alone(deploy):
     run = _run(deploy, fleet_config(router={"enabled": False}))
     assert not run.of_type(ROUTER_TYPE)

@@ -72,3 +72,17 @@ def test_any_text_either_is_refused_or_reads_back_unchanged(key_tail, alias):
     assert parsed["general_settings"]["master_key"] == config.master_key
     assert {d["model_name"] for d in parsed["model_list"]} == {alias}
     assert set(parsed) == {"model_list", "router_settings", "litellm_settings", "general_settings"}
+
+
+def test_a_llama_server_host_is_reached_through_its_openai_compatible_api():
+    backends = (Backend("gpu1", "http://10.0.0.5:11434", "llama-server"), Backend("gpu2", "http://10.0.0.6:11434"))
+    config = yaml.safe_load(render_router_config(_config(backends=backends)))
+    first, second = (d["litellm_params"] for d in config["model_list"])
+    assert first == {"model": "openai/qwen3-30b-a3b-2507-q8:ctx32k", "api_base": "http://10.0.0.5:11434/v1",
+                     "api_key": "no-key", "timeout": 600}
+    assert second == {"model": "ollama_chat/qwen3-30b-a3b-2507-q8:ctx32k", "api_base": "http://10.0.0.6:11434", "timeout": 600}
+
+
+def test_a_backend_of_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="known engine"):
+        render_router_config(_config(backends=(Backend("gpu1", "http://10.0.0.5:11434", "vllm"),)))
