@@ -6,11 +6,11 @@ from components.engine_stop import exit_quietly_when_stopped
 from components.gateway import Gateway
 from components.host_deployment import deploy_host, model_path
 from components.model_alias import create_request
-from components.router import Router, router_config
+from components.router import Router, master_key, router_config
 from components.transport import CommandTarget
 from components.validation import load_settings_or_fail, plan_or_fail
 from ollama_gpu.endpoints import api_url_on_host, client_endpoint, gateway_site_name, gateway_url, tunnel_command
-from ollama_gpu.fleet import fleet_members, format_fleet_table, router_tunnel, router_url
+from ollama_gpu.fleet import fleet_members, format_fleet_table, router_tunnel, router_upstream, router_url
 from ollama_gpu.llama_server_argv import server_arguments
 from ollama_gpu.planner.plan import format_plan_table
 from ollama_gpu.server_env import effective_env
@@ -49,17 +49,26 @@ else:
 
     # 7. Opt-in: LiteLLM's router, least-busy across the hosts, retrying on another host, health-checked.
     router_host = settings.router_host
-    if router_host is not None:
-        Router("router", settings.router, hosts[router_host.name].docker_engine, config=router_config(settings, members),
-               backends_ready=[deployed.ready for deployed in hosts.values()])
+    router = Router(
+        "router", settings.router, hosts[router_host.name].docker_engine, config=router_config(settings, members),
+        backends_ready=[deployed.ready for deployed in hosts.values()],
+    ) if router_host is not None else None
+
+    # 8. Opt-in: the team endpoint in front of the router, per-person keys in place of its master key.
+    router_member = next((member.settings for member in members if router_host and member.name == router_host.name), None)
+    gateway = Gateway(
+        "gateway", settings.gateway, hosts[router_host.name].docker_engine, CommandTarget.for_settings(router_member),
+        site_name=gateway_site_name(router_member), upstream=router_upstream(settings), served="router",
+        server=router.container, upstream_key=master_key(settings.router),
+    ) if router and settings.gateway.enabled else None
 
     pulumi.export("endpoint", router_url(settings))
     pulumi.export("tunnel", router_tunnel(settings))
     pulumi.export("plan", {name: plan.to_dict() if plan else None for name, plan in plans.items()})
     pulumi.export("plan_table", format_fleet_table(plans))
     pulumi.export("verification", {name: deployed.verification.result for name, deployed in hosts.items()})
-    pulumi.export("gateway_url", "")
-    pulumi.export("gateway_ca_root", "")
+    pulumi.export("gateway_url", gateway_url(router_member) if gateway else "")
+    pulumi.export("gateway_ca_root", gateway.ca_root if gateway else "")
 
 pulumi.export("alias", settings.model.alias)
 pulumi.export("engine", settings.server.engine)

@@ -28,7 +28,9 @@ class Gateway(pulumi.ComponentResource):
 
     def __init__(self, name: str, gateway: GatewaySettings, provider: docker.Provider, target: CommandTarget, *,
                  site_name: str, upstream: str, served: str, server: pulumi.Resource,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 upstream_key: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        """`served`: a key of SERVED_PATHS, what runs at `upstream`; `upstream_key`: the key the
+        gateway sends upstream in place of the client's (the router's master key)."""
         super().__init__("ollama-gpu:index:Gateway", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -40,7 +42,8 @@ class Gateway(pulumi.ComponentResource):
             image=image.image_id,
             # The host's network: Caddy reaches Ollama on the host's loopback, where Ollama alone listens.
             network_mode="host",
-            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(caddyfile(gateway, site_name, upstream, served)))],
+            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(
+                caddyfile(gateway, site_name, upstream, served, upstream_key)))],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_PATH)],
             restart="unless-stopped",
             log_driver="json-file",
@@ -65,12 +68,13 @@ class Gateway(pulumi.ComponentResource):
         self.register_outputs({"container_id": self.container.id, "ca_root": self.ca_root})
 
 
-def caddyfile(gateway: GatewaySettings, site_name: str, upstream: str, served: str) -> str:
-    """`served` names the upstream's kind, a key of SERVED_PATHS: the server's engine."""
+def caddyfile(gateway: GatewaySettings, site_name: str, upstream: str, served: str,
+              upstream_key: Optional[str] = None) -> str:
     return render_caddyfile(GatewayConfig(
         site_name=site_name, port=gateway.port, bind_address=gateway.bind_address,
         upstream=upstream, api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
         served_paths=SERVED_PATHS[served], acme_email=gateway.acme_email,
+        upstream_key=upstream_key,
     ))
 
 

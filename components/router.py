@@ -48,16 +48,20 @@ class Router(pulumi.ComponentResource):
         self.register_outputs({"container_id": self.container.id})
 
 
-def router_config(settings: Settings, members: Sequence[FleetMember]) -> str:
-    router = settings.router
+def master_key(router: RouterSettings) -> str:
+    """An offline read of the stack file (make plan) cannot decrypt the key: a fresh random one
+    stands in, so the configs render, and were they ever deployed they would admit no one."""
     assert router.master_key is not None, "settings require a master key when the router is enabled"
     key = router.master_key.get_secret_value()
+    return f"sk-{secrets.token_hex(32)}" if key == UNDECRYPTED_SECRET else key
+
+
+def router_config(settings: Settings, members: Sequence[FleetMember]) -> str:
+    router = settings.router
     return render_router_config(RouterConfig(
         alias=settings.model.alias,
         backends=tuple(Backend(member.name, backend_url(member), member.settings.server.engine) for member in members),
-        # An offline read of the stack file (make plan) cannot decrypt the key: a fresh random one
-        # stands in, so the file renders, and were it ever deployed it would admit no one.
-        master_key=f"sk-{secrets.token_hex(32)}" if key == UNDECRYPTED_SECRET else key,
+        master_key=master_key(router),
         routing_strategy=router.routing_strategy,
         num_retries=router.num_retries,
         timeout_seconds=router.timeout_seconds,

@@ -58,6 +58,11 @@ def router_url(settings: Settings) -> str:
     return f"http://{f'[{address}]' if ':' in address else address}:{settings.router.port}/v1"
 
 
+def router_upstream(settings: Settings) -> str:
+    """Where the gateway, on the router host's network, reaches the router (on loopback there)."""
+    return f"http://127.0.0.1:{settings.router.port}"
+
+
 def router_tunnel(settings: Settings) -> str:
     """`ssh -L` to the router on its host, as tunnel_command does for one server."""
     host = settings.router_host

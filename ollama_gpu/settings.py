@@ -911,7 +911,7 @@ class Settings(_Section):
                     f"hardware.{key}", value, "describes a GPU, but profile none runs on the CPU only",
                     "remove it, or choose a GPU profile (a10, v100)",
                 )
-        if self.gateway.enabled:
+        if self.gateway.enabled and not self.hosts:
             self._gateway_guards_the_only_way_in()
         if self.uses_llama_server:
             self._only_what_llama_server_does()
@@ -958,9 +958,9 @@ class Settings(_Section):
             if (host.profile or self.profile) == "none" and (hardware.gpu_free_vram or hardware.gpu_bandwidth_gbps):
                 raise SettingProblem(f"hosts[{index}].hardware", host.name, "describes a GPU, but this host's profile none runs on the CPU only",
                                      "remove the GPU figures, or give the host a GPU profile (a10, v100)")
-        if self.gateway.enabled:
-            raise SettingProblem("gateway.enabled", True, "is for a single host; a fleet is reached through the router",
-                                 "set gateway.enabled: false and router.enabled: true")
+        if self.gateway.enabled and not self.router.enabled:
+            raise SettingProblem("gateway.enabled", True, "fronts the router in a fleet, and router.enabled is false",
+                                 "set router.enabled: true, or gateway.enabled: false")
         router = self.router
         if router.enabled:
             if router.host is not None and router.host not in names:
@@ -971,6 +971,13 @@ class Settings(_Section):
             if router.port == self.server.port:
                 raise SettingProblem("router.port", router.port, "is also server.port; both listen on the router host",
                                      "choose another port, e.g. 4000")
+            if self.gateway.enabled and not ipaddress.ip_address(router.bind_address).is_loopback:
+                raise SettingProblem("router.bindAddress", router.bind_address,
+                                     "lets clients past the gateway's keys with the master key",
+                                     "keep router.bindAddress: 127.0.0.1 when gateway.enabled is true")
+            if self.gateway.enabled and self.gateway.port == router.port:
+                raise SettingProblem("gateway.port", self.gateway.port, "is also router.port; both listen on the router host",
+                                     "choose another port, e.g. 8443")
 
     @property
     def router_host(self) -> Optional["FleetHostSettings"]:

@@ -13,6 +13,7 @@ Unfrozen, the host is back in rotation after the cooldown. The counts are printe
 
 import json
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -21,13 +22,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from ollama_gpu.offline import ProgramRun
 from tests.e2e import rig
-from tests.integration import harness
+from tests.integration import gateway_rig, harness
 from tests.integration.program_spec import copy_uploads, docker_create_args, render
 from tests.integration.tiny_model import write_tiny_gguf
 from tests.unit.conftest import HOST_KEY
@@ -35,6 +37,7 @@ from tests.unit.conftest import HOST_KEY
 pytestmark = pytest.mark.integration
 
 MASTER_KEY = "sk-" + "r0uter" * 7
+TEAM_KEY = "team-member-" + "k3y" * 8
 ALIAS = "tiny:router"
 BASE = "tiny:base"
 HOSTS = ("gpu1", "gpu2")
@@ -65,6 +68,7 @@ class Fleet:
     servers: dict[str, str]  # host name -> container
     router: str
     engine: str
+    program: ProgramRun
 
     def request(self, client: httpx.Client, index: int) -> Outcome:
         started = time.monotonic()
@@ -120,12 +124,18 @@ def _program(addresses: dict[str, str], port: int, suffix: str, engine: str) -> 
             "timeoutSeconds": ATTEMPT_TIMEOUT_SECONDS, "cooldownSeconds": COOLDOWN_SECONDS,
             "healthCheckIntervalSeconds": HEALTH_CHECK_SECONDS,
         },
+        # Started only by the gateway test; the router's own container and config do not change with it.
+        "gateway": {
+            "enabled": True, "port": harness.free_port(), "bindAddress": "127.0.0.1", "apiKeys": [TEAM_KEY],
+            "containerName": f"{harness.RESOURCE_PREFIX}-router-gateway-{suffix}",
+            "dataVolume": f"{harness.RESOURCE_PREFIX}-router-gateway-data-{suffix}",
+        },
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OLLAMA_GPU_OFFLINE", "1")
         patch.setenv("OLLAMA_GPU_NO_REGISTRY", "1")
         patch.setenv("SSH_AUTH_SOCK", "/nonexistent/agent.sock")
-        return render("local", config, secret_keys=["router"])
+        return render("local", config, secret_keys=["router", "gateway"])
 
 
 def _start_llama_server(net: rig.Network, name: str, address: str, image: str, workdir: Path, argv: list[str]) -> None:
@@ -198,7 +208,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             url = f"http://127.0.0.1:{port}/v1"
             assert run.outputs["endpoint"] == url
             _wait_for_router(url, router.inputs["name"])
-            yield Fleet(url, servers, router.inputs["name"], engine)
+            yield Fleet(url, servers, router.inputs["name"], engine, run)
         finally:
             harness.remove_containers([router.inputs["name"], *servers.values()])
 
@@ -283,3 +293,40 @@ def test_the_unfrozen_host_comes_back_into_rotation(fleet: Fleet) -> None:
     _report(f"{fleet.engine}, gpu2 unfrozen", outcomes)
     assert all(o.status == 200 for o in outcomes)
     assert served["gpu2"] > 0 and served["gpu1"] > 0, served
+
+
+def test_the_gateway_in_front_of_the_router_admits_team_keys_only(fleet: Fleet, tmp_path: Path) -> None:
+    """The gateway the program registers on the router host: HTTPS with the exported root, the
+    team's keys in, the master key added upstream, the router's admin API not served."""
+    image = harness.run_dev_script("build-gateway-image.sh")
+    gateway = fleet.program.by_name("gateway-container").inputs["name"]
+    volume = fleet.program.by_name("gateway-data").inputs["name"]
+    site = urlsplit(fleet.program.outputs["gateway_url"])
+    try:
+        (tmp_path / "ca.crt").write_text(gateway_rig.start(fleet.program, image))
+        tls = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        # The certificate is for the router host's address (HOSTS[0].invalid here): dial loopback
+        # in its name.
+        with httpx.Client(base_url=f"https://127.0.0.1:{site.port}", verify=tls, timeout=60,
+                          headers={"Host": site.netloc}) as client:
+            def post(path: str, key: str | None) -> httpx.Response:
+                for _ in range(100):  # the container may still be binding its port
+                    try:
+                        return client.post(path, headers={"Authorization": f"Bearer {key}"} if key else {},
+                                           extensions={"sni_hostname": site.hostname}, json={
+                                               "model": ALIAS, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+                    except httpx.ConnectError:
+                        time.sleep(0.1)
+                raise AssertionError("the gateway did not answer")
+
+            answered = post("/v1/chat/completions", TEAM_KEY)
+            assert answered.status_code == 200, answered.text
+            assert answered.headers["x-litellm-model-id"] in HOSTS
+            for key in (None, "w" * 40, MASTER_KEY):
+                assert post("/v1/chat/completions", key).status_code == 401
+            for admin in ("/key/generate", "/user/new", "/model/new", "/chat/completions"):
+                refused = post(admin, TEAM_KEY)
+                assert (refused.status_code, refused.text) == (404, "not served through the gateway"), admin
+    finally:
+        harness.remove_containers([gateway])
+        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True, check=False)

@@ -134,6 +134,29 @@ def test_a_llama_server_fleet_routes_to_each_hosts_openai_api_on_its_private_add
     assert "fleet (2/2 planned)" in run.outputs["plan_table"]
 
 
+TEAM_KEY = "t" * 20 + "eam-key-0123456789"
+
+
+def test_a_gateway_fronts_the_router_on_its_host_with_team_keys_in_place_of_the_master_key(deploy):
+    run = deploy("a10", fleet_config(gateway={"enabled": True, "apiKeys": [TEAM_KEY]}), secret_keys=["router", "gateway"])
+    gateway = run.by_name("gateway-container")
+    assert run.providers[gateway.urn].endswith("::gpu2-docker")
+    assert run.by_name("router-container").urn in gateway.depends_on
+    assert is_secret(gateway.inputs["uploads"])
+    caddyfile = gateway.inputs["uploads"]["value"][0]["content"]
+    assert "reverse_proxy http://127.0.0.1:4000 {" in caddyfile
+    assert f'header_up Authorization "Bearer {MASTER_KEY}"' in caddyfile
+    assert f'header Authorization "Bearer {TEAM_KEY}"' in caddyfile
+    assert "@not_served not path /v1/chat/completions /v1/completions /v1/embeddings /v1/models\n" in caddyfile
+    # The CA root is read on the router host, over its own connection.
+    assert run.by_name("gateway-ca-root").inputs["connection"]["value"]["host"] == "203.0.113.11"
+    assert run.outputs["gateway_url"] == "https://203.0.113.11:8443"
+    for resource in run.resources:
+        if resource.name not in ("router-container", "gateway-container"):
+            assert MASTER_KEY not in str(resource.inputs) and TEAM_KEY not in str(resource.inputs), resource.name
+    assert MASTER_KEY not in str(run.outputs) and TEAM_KEY not in str(run.outputs)
+
+
 def test_a_fleet_without_router_serves_each_host_alone(deploy):
     run = _run(deploy, fleet_config(router={"enabled": False}))
     assert not run.of_type(ROUTER_TYPE)
@@ -180,10 +203,13 @@ def test_single_host_stacks_register_no_fleet_resource(stack, deploy):
     ({"router": {"routingStrategy": "round-robin"}}, "router.routingStrategy", "router.routingStrategy"),
     ({"router": {"image": "ghcr.io/berriai/litellm:main-latest"}}, "router.image", "version tag"),
     ({"router": {"numRetries": -1}}, "router.numRetries", "router.numRetries"),
-    ({"gateway": {"enabled": True, "apiKeys": ["k" * 40]}}, "gateway.enabled", "router.enabled: true"),
+    ({"gateway": {"enabled": True, "apiKeys": ["k" * 40]}, "router": {"enabled": False}}, "gateway.enabled", "router.enabled: true"),
+    ({"gateway": {"enabled": True, "apiKeys": ["k" * 40]}, "router": {"bindAddress": "10.0.0.6"}}, "router.bindAddress", "127.0.0.1"),
+    ({"gateway": {"enabled": True, "apiKeys": ["k" * 40], "port": 4000}}, "gateway.port", "8443"),
 ], ids=["host-and-hosts", "same-name", "same-address", "public-private-address", "unspecified-private-address",
         "bad-name", "unknown-router-host", "router-on-all-addresses", "router-on-public-address", "router-port-clash",
-        "unknown-strategy", "unpinned-image", "negative-retries", "gateway-in-a-fleet"])
+        "unknown-strategy", "unpinned-image", "negative-retries", "gateway-without-router", "router-past-the-gateway",
+        "gateway-port-clash"])
 def test_a_bad_fleet_is_refused_with_the_key_and_the_fix(overrides, key, fix, reject):
     config = with_overrides(fleet_config(), {k: v for k, v in overrides.items() if k not in ("hosts", "host")})
     if "hosts" in overrides:
