@@ -17,6 +17,7 @@ from components.plan_verification import PlanVerification
 from components.transport import CommandTarget
 from ollama_gpu.endpoints import api_url_on_host
 from ollama_gpu.llama_server_argv import server_arguments
+from ollama_gpu.llama_verification import expected_report
 from ollama_gpu.model_source import ModelSource
 from ollama_gpu.planner.plan import Plan
 from ollama_gpu.settings import Settings
@@ -54,8 +55,8 @@ def deploy_host(settings: Settings, plan: Optional[Plan], prefix: str = "", rout
         engine = LlamaServer(
             prefix + component_name("llama-server"), settings.llama_server, settings.server, docker_engine, target,
             gpu=settings.has_gpu, arguments=server_arguments(settings, model_path(settings)), volume=volume,
-            model_file=model_file.fetch, api_url=api_url_on_host(settings), replaces=takes_over_from("ollama"),
-            router_backend=router_backend,
+            model_file=model_file.fetch, api_url=api_url_on_host(settings), expected=expected_report(settings),
+            replaces=takes_over_from("ollama"), router_backend=router_backend,
         )
         server_container, ready = engine.container, engine.report
     else:

@@ -26,11 +26,13 @@ class LlamaServer(pulumi.ComponentResource):
 
     def __init__(self, name: str, llama: LlamaServerSettings, server: ServerSettings, provider: docker.Provider,
                  target: CommandTarget, *, gpu: bool, arguments: list[str], volume: docker.Volume,
-                 model_file: pulumi.Resource, api_url: str, replaces: Optional[pulumi.Alias] = None,
-                 router_backend: bool = False, opts: Optional[pulumi.ResourceOptions] = None):
+                 model_file: pulumi.Resource, api_url: str, expected: dict[str, str],
+                 replaces: Optional[pulumi.Alias] = None, router_backend: bool = False,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         """`arguments`: llama-server's argv (ollama_gpu.llama_server_argv); `replaces`: the other
         engine's container, which this one takes over (components/engine_switch.py);
-        `router_backend`: a fleet host's server, published on its private address for the router."""
+        `router_backend`: a fleet host's server, published on its private address for the router;
+        `expected`: what the report step holds the server to (llama_verification.expected_report)."""
         super().__init__(COMPONENT_TYPE, name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -73,7 +75,7 @@ class LlamaServer(pulumi.ComponentResource):
         )
         self.report = target.command(
             f"{name}-report", "host/llama-server-report.sh",
-            {"API_URL": api_url, "CONTAINER_NAME": llama.container_name},
+            {"API_URL": api_url, "CONTAINER_NAME": llama.container_name, **expected},
             # `docker logs` needs root or the docker group.
             privileged=True,
             triggers=[self.container.id],

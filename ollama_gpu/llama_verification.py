@@ -108,6 +108,17 @@ def compare(report: LlamaServerReport, *, num_ctx: int, kv_cache_type: str,
     return Verification(checks=checks, warnings=warnings)
 
 
+def expected_report(settings: "Settings") -> dict[str, str]:
+    """What the report step itself holds the server to under verification.failOnMismatch (empty
+    values: nothing): the context per slot and the KV cache type the stack asks for. The memory
+    split stays a warning: under --fit llama.cpp chooses it at start."""
+    strict = settings.verification.fail_on_mismatch
+    return {
+        "EXPECTED_SLOT_CONTEXT": str(settings.model.parameters.num_ctx) if strict else "",
+        "EXPECTED_KV_TYPE": settings.server.env.kv_cache_type if strict else "",
+    }
+
+
 def verify_llama_server(settings: "Settings", report_text: str,
                         planned_memory: Optional[dict[str, dict[str, int]]] = None) -> Optional[Verification]:
     """None while the report step has not run (preview, offline)."""

@@ -4,6 +4,9 @@ alias with the stack's context per slot and KV cache type, its own log is what t
 parses, and scripts/smoke and scripts/bench measure it through its OpenAI-compatible API."""
 
 import json
+import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,9 @@ import pytest
 from ollama_gpu.bench import run_bench
 from ollama_gpu.config_loader import load_settings
 from ollama_gpu.llama_server_argv import server_arguments
-from ollama_gpu.llama_verification import LOG_MARK, PROPS_MARK, compare, parse_report
+from ollama_gpu.llama_verification import LOG_MARK, PROPS_MARK, compare, expected_report, parse_report, verify_llama_server
 from ollama_gpu.settings import Settings
+from ollama_gpu.shell import script_command
 from ollama_gpu.smoke import Target, format_report, smoke
 from tests.integration.llama_server import llama_server_binary, running_llama_server  # noqa: F401  (fixture)
 from tests.integration.tiny_model import write_tiny_gguf
@@ -84,3 +88,37 @@ def test_bench_measures_each_size_that_fits(served):
         (run,) = size["runs"]
         assert run["prompt_tokens"] > 0 and run["prefill_tokens_per_s"] > 0 and run["ttft_s"] > 0
     assert "skipped" in " ".join(report["sizes"][2]["notes"])
+
+
+def _report_step(server, tmp_path: Path, expected: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """scripts/host/llama-server-report.sh as the report step runs it, against the real server: its
+    /props over HTTP, and its log through a `docker logs` that prints the server's own log file
+    (the server runs natively here, not in a container)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    docker = bin_dir / "docker"
+    docker.write_text(f"#!/bin/sh\ncat {shlex.quote(str(server.log_path))}\n")
+    docker.chmod(0o755)
+    step = script_command("host/llama-server-report.sh",
+                          {"API_URL": server.url, "CONTAINER_NAME": "llama-server", **expected}, "llama-server-report")
+    return subprocess.run(["/bin/sh", "-c", step.line], input=step.stdin, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+
+
+def test_the_report_step_holds_the_server_to_the_stack_under_fail_on_mismatch(served, tmp_path: Path):
+    settings, server = served
+    strict = settings.model_copy(update={"verification": settings.verification.model_copy(update={"fail_on_mismatch": True})})
+    assert expected_report(settings) == {"EXPECTED_SLOT_CONTEXT": "", "EXPECTED_KV_TYPE": ""}
+    matching = _report_step(server, tmp_path, expected_report(strict))
+    assert matching.returncode == 0, matching.stderr
+    assert verify_llama_server(strict, matching.stdout).ok
+
+    other_context = _report_step(server, tmp_path, {**expected_report(strict), "EXPECTED_SLOT_CONTEXT": str(NUM_CTX * 2)})
+    assert other_context.returncode == 1
+    assert other_context.stderr.strip() == (
+        f"ollama-gpu: the server runs n_ctx_slot = {NUM_CTX}; the stack asks for n_ctx_slot = {NUM_CTX * 2}"
+        " (verification.failOnMismatch is true)")
+    other_type = _report_step(server, tmp_path, {**expected_report(strict), "EXPECTED_KV_TYPE": "f16"})
+    assert other_type.returncode == 1
+    assert other_type.stderr.strip() == (
+        "ollama-gpu: the server's KV cache is K q8_0, V q8_0; the stack asks for f16 (verification.failOnMismatch is true)")

@@ -173,10 +173,19 @@ def test_the_volume_is_the_same_resource_under_either_engine(deploy):
     assert volume.aliases == [{"name": "", "parent": "urn:pulumi:a10::ollama-gpu::ollama-gpu:index:OllamaServer::ollama"}]
 
 
+def test_fail_on_mismatch_makes_the_report_step_hold_the_server_to_the_stack(deploy):
+    config = remote_config("a10", {**LLAMA, "verification": {"failOnMismatch": True},
+                                   "model": {"parameters": {"numCtx": 8192, "numPredict": 4096}}})
+    run = deploy("a10", config)
+    parameters = script_parameters(run.by_name("llama-server-report").inputs["create"])
+    assert (parameters["EXPECTED_SLOT_CONTEXT"], parameters["EXPECTED_KV_TYPE"]) == ("8192", "q8_0")  # the a10 profile's KV type
+
+
 def test_verification_reads_the_report_step(deploy):
     run = deploy("a10", remote_config("a10", LLAMA))
     assert script_parameters(run.by_name("llama-server-report").inputs["create"]) == {
-        "API_URL": "http://127.0.0.1:11434", "CONTAINER_NAME": "llama-server",
+        "API_URL": "http://127.0.0.1:11434", "CONTAINER_NAME": "llama-server", "EXPECTED_SLOT_CONTEXT": "",
+        "EXPECTED_KV_TYPE": "",
     }
     assert run.by_name("llama-server-report").inputs["triggers"] == [run.by_name("llama-server-container").name + "-id"]
     assert run.outputs["verification"] == {"status": "not run yet"}
