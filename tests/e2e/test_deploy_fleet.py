@@ -13,7 +13,6 @@ removed with one `pulumi up`.
 import subprocess
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tests.e2e import rig
 from tests.e2e.checkout import Checkout, fresh_checkout
 from tests.integration import harness
 from tests.integration.native_server import BASE_MODEL, NativeOllama
+from tests.integration.router_load import Outcome, router_load
 from tests.integration.tiny_model import write_tiny_gguf
 
 pytestmark = pytest.mark.integration
@@ -40,15 +40,6 @@ CONCURRENCY = 4
 ATTEMPT_TIMEOUT_SECONDS = 30
 SELF_HEAL_SECONDS = 180
 ROUTER_START_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class Outcome:
-    started: float
-    ended: float
-    status: int
-    host: str
-    error: str = ""  # the router's answer to a failed request, for the report
 
 
 @dataclass
@@ -69,26 +60,8 @@ class FleetDeployment:
     def router_url(self) -> str:
         return f"http://{self.vms['gpu1'].address}:{ROUTER_PORT}/v1"
 
-    def request(self, client: httpx.Client, index: int) -> Outcome:
-        started = time.monotonic()
-        try:
-            response = client.post("/chat/completions", json={
-                "model": ALIAS, "messages": [{"role": "user", "content": f"request {index}"}], "max_tokens": 8})
-            status, host, error = response.status_code, response.headers.get("x-litellm-model-id", ""), response.text[:300]
-        except httpx.TransportError as failure:
-            status, host, error = 0, "", str(failure)
-        return Outcome(started, time.monotonic(), status, host if status == 200 else "", "" if status == 200 else error)
-
     def load(self, count: int, on_done=None) -> list[Outcome]:
-        with httpx.Client(base_url=self.router_url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=120) as client, \
-                ThreadPoolExecutor(CONCURRENCY) as pool:
-            futures = [pool.submit(self.request, client, index) for index in range(count)]
-            outcomes = []
-            for future in futures:
-                outcomes.append(future.result())
-                if on_done:
-                    on_done(len(outcomes))
-        return outcomes
+        return router_load(self.router_url, MASTER_KEY, ALIAS, count, CONCURRENCY, on_done)
 
     def wait_for_router(self) -> None:
         deadline = time.monotonic() + ROUTER_START_SECONDS

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ from ollama_gpu.offline import ProgramRun
 from tests.e2e import rig
 from tests.integration import gateway_rig, harness
 from tests.integration.program_spec import copy_uploads, docker_create_args, render
+from tests.integration.router_load import Outcome, router_load
 from tests.integration.tiny_model import write_tiny_gguf
 from tests.unit.conftest import HOST_KEY
 
@@ -53,15 +53,6 @@ LONG_PROMPT_TOKENS = 300
 LONG_PROMPT = "zq" * LONG_PROMPT_TOKENS
 
 
-@dataclass(frozen=True)
-class Outcome:
-    started: float
-    ended: float
-    status: int
-    host: str  # the deployment id LiteLLM answered with, "" when it failed
-    error: str = ""  # the router's answer to a failed request, for the report
-
-
 @dataclass
 class Fleet:
     url: str
@@ -70,27 +61,8 @@ class Fleet:
     engine: str
     program: ProgramRun
 
-    def request(self, client: httpx.Client, index: int) -> Outcome:
-        started = time.monotonic()
-        try:
-            response = client.post("/chat/completions", json={
-                "model": ALIAS, "messages": [{"role": "user", "content": f"request {index}"}], "max_tokens": 8,
-            })
-            status, host, error = response.status_code, response.headers.get("x-litellm-model-id", ""), response.text[:300]
-        except httpx.TransportError as failure:
-            status, host, error = 0, "", str(failure)
-        return Outcome(started, time.monotonic(), status, host if status == 200 else "", "" if status == 200 else error)
-
     def load(self, count: int, on_done=None) -> list[Outcome]:
-        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=120) as client, \
-                ThreadPoolExecutor(CONCURRENCY) as pool:
-            futures = [pool.submit(self.request, client, index) for index in range(count)]
-            outcomes = []
-            for future in futures:
-                outcomes.append(future.result())
-                if on_done:
-                    on_done(len(outcomes))
-        return outcomes
+        return router_load(self.url, MASTER_KEY, ALIAS, count, CONCURRENCY, on_done)
 
     def _log(self, host: str) -> list[str]:
         logs = subprocess.run(["docker", "logs", self.servers[host]], capture_output=True, text=True, check=True)
