@@ -13,7 +13,7 @@ import pulumi_docker as docker
 
 from components.ollama_server import LOG_OPTIONS, retained_volume
 from components.transport import CommandTarget
-from ollama_gpu.gateway_config import CA_ROOT_PATH, SERVED_PATHS, GatewayConfig, render_caddyfile
+from ollama_gpu.gateway_config import ACME_CA_ROOT_PATH, CA_ROOT_PATH, SERVED_PATHS, GatewayConfig, render_caddyfile
 from ollama_gpu.settings import UNDECRYPTED_SECRET, GatewaySettings
 
 CADDYFILE_PATH = "/etc/caddy/Caddyfile"
@@ -43,7 +43,8 @@ class Gateway(pulumi.ComponentResource):
             # The host's network: Caddy reaches Ollama on the host's loopback, where Ollama alone listens.
             network_mode="host",
             uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=pulumi.Output.secret(
-                caddyfile(gateway, site_name, upstream, served, upstream_key)))],
+                caddyfile(gateway, site_name, upstream, served, upstream_key)))] + ([
+                docker.ContainerUploadArgs(file=ACME_CA_ROOT_PATH, content=gateway.acme_ca_root)] if gateway.acme_ca_root else []),
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_PATH)],
             restart="unless-stopped",
             log_driver="json-file",
@@ -74,6 +75,7 @@ def caddyfile(gateway: GatewaySettings, site_name: str, upstream: str, served: s
         site_name=site_name, port=gateway.port, bind_address=gateway.bind_address,
         upstream=upstream, api_keys=tuple(_key_text(key.get_secret_value()) for key in gateway.api_keys),
         served_paths=SERVED_PATHS[served], acme_email=gateway.acme_email,
+        acme_directory=gateway.acme_directory, acme_ca_root=gateway.acme_ca_root is not None,
         upstream_key=upstream_key,
     ))
 

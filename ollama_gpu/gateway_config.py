@@ -17,6 +17,8 @@ _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 # means anything to Caddy or to an HTTP header, and 32 characters are at least 128 bits.
 API_KEY = re.compile(r"[A-Za-z0-9_-]{32,128}", re.ASCII)
 _DNS_NAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+_ACME_DIRECTORY = re.compile(r"https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?", re.ASCII)
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=]{1,76}\n)+-----END CERTIFICATE-----\n?", re.ASCII)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}", re.ASCII)
 _UPSTREAM = re.compile(r"http://(127\.[0-9.]+|\[::1\]|[0-9.]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}", re.ASCII)
 _SERVED_PATH = re.compile(r"/[a-z0-9/_-]*\*?", re.ASCII)
@@ -31,6 +33,8 @@ SERVED_PATHS = {
     "llama-server": ("/health", "/v1/*"),
     "router": ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"),
 }
+# Where the gateway container finds gateway.acmeCaRoot (uploaded beside the Caddyfile).
+ACME_CA_ROOT_PATH = "/etc/caddy/acme-ca-root.pem"
 # Where Caddy (official image: XDG_DATA_HOME=/data) keeps the internal CA it creates at first start.
 CA_ROOT_PATH = "/data/caddy/pki/authorities/local/root.crt"
 INTERNAL_CA = "internal"
@@ -50,6 +54,9 @@ class GatewayConfig:
     served_paths: tuple[str, ...]
     acme_email: str | None = None
     upstream_key: str | None = None
+    # Another ACME CA than Let's Encrypt, and whether its root is uploaded to ACME_CA_ROOT_PATH.
+    acme_directory: str | None = None
+    acme_ca_root: bool = False
 
 
 def site_name_problem(name: str) -> str | None:
@@ -62,6 +69,14 @@ def api_key_problem(key: str) -> str | None:
     if API_KEY.fullmatch(key):
         return None
     return "is not 32–128 characters of A-Z a-z 0-9 _ -"
+
+
+def acme_directory_problem(url: str) -> str | None:
+    return None if _ACME_DIRECTORY.fullmatch(url) else "is not an https:// URL of letters, digits and . - _ ~ /"
+
+
+def pem_certificate_problem(text: str) -> str | None:
+    return None if _PEM_CERTIFICATE.fullmatch(text) else "is not one PEM certificate"
 
 
 def email_problem(address: str) -> str | None:
@@ -81,6 +96,9 @@ def render_caddyfile(config: GatewayConfig) -> str:
         None if _UPSTREAM.fullmatch(config.upstream) else "upstream is not http://IP:PORT",
         None if config.acme_email is None or not email_problem(config.acme_email) else "ACME e-mail is not an address",
         None if config.served_paths and all(map(_SERVED_PATH.fullmatch, config.served_paths)) else "a served path is not /PATH",
+        None if config.acme_directory is None or not acme_directory_problem(config.acme_directory)
+        else "the ACME directory is not an https URL",
+        None if config.acme_email or not (config.acme_directory or config.acme_ca_root) else "ACME settings without an e-mail",
         None if config.upstream_key is None or (config.upstream_key.startswith("sk-") and not api_key_problem(config.upstream_key[3:]))
         else "the upstream key is not sk-KEY",
     ]
@@ -93,6 +111,9 @@ def render_caddyfile(config: GatewayConfig) -> str:
         "PORT": str(config.port),
         "BIND_ADDRESS": config.bind_address,
         "TLS_ISSUER": config.acme_email or INTERNAL_CA,
+        "TLS_ACME_LINES": "\n".join(line for line in (
+            f"\t\tca {config.acme_directory}" if config.acme_directory else "",
+            f"\t\tca_root {ACME_CA_ROOT_PATH}" if config.acme_ca_root else "") if line),
         "UPSTREAM": config.upstream,
         "SERVED_PATHS": " ".join(config.served_paths),
         "UPSTREAM_AUTHORIZATION": "-Authorization" if config.upstream_key is None

@@ -28,7 +28,9 @@ from ollama_gpu.names import (
     docker_name_problem, host_address_problem, image_is_pinned, image_reference_problem, ollama_full_name,
     ollama_name_problem, user_name_problem,
 )
-from ollama_gpu.gateway_config import api_key_problem, email_problem, is_ip_address, site_name_problem
+from ollama_gpu.gateway_config import (
+    acme_directory_problem, api_key_problem, email_problem, is_ip_address, pem_certificate_problem, site_name_problem,
+)
 from ollama_gpu.pins import CADDY_IMAGE, LITELLM_IMAGE, LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
 from ollama_gpu.ssh_keys import host_key_problem, looks_like_private_key
 
@@ -682,10 +684,18 @@ class GatewaySettings(_Section):
     port: Int = Field(8443, ge=1, le=65535, description="HTTPS port clients connect to (443 with a domain).")
     bind_address: str = Field("0.0.0.0", description="Host address the gateway listens on.")
     domain: Optional[str] = Field(
-        None, description="DNS name pointing at the host: Caddy gets a certificate for it by ACME (ports 80 and "
-        "443 reachable from the internet; untested here). Absent: Caddy's internal CA, whose root the stack exports.",
+        None, description="DNS name pointing at the host: Caddy gets a certificate for it by ACME (from Let's Encrypt, "
+        "ports 80 or 443 reachable from the internet). Absent: Caddy's internal CA, whose root the stack exports.",
     )
     acme_email: Optional[str] = Field(None, description="Contact address for the ACME account; required with a domain.")
+    acme_directory: Optional[str] = Field(
+        None, description="ACME directory URL of another CA for the domain's certificate (a company's own, e.g. "
+        "step-ca: https://ca.internal/acme/acme/directory); absent: Let's Encrypt.",
+    )
+    acme_ca_root: Optional[str] = Field(
+        None, description="PEM certificate the ACME directory's own HTTPS is signed by, when the system does not "
+        "trust it (a private ACME CA).",
+    )
     api_keys: list[SecretStr] = Field(
         default_factory=list, max_length=100,
         description="Keys clients send as `Authorization: Bearer KEY`, each 32-128 of A-Z a-z 0-9 _ - "
@@ -721,6 +731,21 @@ class GatewaySettings(_Section):
             raise SettingProblem("", value, email_problem(value), "write an address like ops@example.com")
         return value
 
+    @field_validator("acme_directory")
+    @classmethod
+    def _directory(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and acme_directory_problem(value):
+            raise SettingProblem("", value, acme_directory_problem(value), "write the CA's directory URL, https://HOST[:PORT]/PATH")
+        return value
+
+    @field_validator("acme_ca_root")
+    @classmethod
+    def _ca_root(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and pem_certificate_problem(value):
+            raise SettingProblem("", "(certificate not shown)", pem_certificate_problem(value),
+                                 "paste the CA's certificate, -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----")
+        return value
+
     @field_validator("api_keys")
     @classmethod
     def _keys(cls, value: list[SecretStr]) -> list[SecretStr]:
@@ -747,6 +772,10 @@ class GatewaySettings(_Section):
         if self.domain is not None and self.acme_email is None:
             raise SettingProblem("acmeEmail", None, "is needed for the ACME certificate of gateway.domain",
                                  "set gateway.acmeEmail, or remove gateway.domain to use the internal CA")
+        for key, value in (("acmeDirectory", self.acme_directory), ("acmeCaRoot", self.acme_ca_root)):
+            if value is not None and self.domain is None:
+                raise SettingProblem(key, "(set)", "does nothing without gateway.domain (the internal CA needs no ACME)",
+                                     "set gateway.domain, or remove it")
         return self
 
 

@@ -35,10 +35,14 @@ def test_each_key_is_one_exact_bearer_match_inside_the_authorized_matcher() -> N
 
 def test_internal_ca_without_a_dns_name_and_acme_with_one() -> None:
     internal = render_caddyfile(_config())
-    assert "https://203.0.113.10:8443 {" in internal and "\ttls internal\n" in internal
+    assert "https://203.0.113.10:8443 {" in internal and "\ttls internal {\n\n\t}\n" in internal
     assert "default_sni 203.0.113.10" in internal
     acme = render_caddyfile(_config(site_name="llm.example.com", acme_email="ops@example.com", port=443))
-    assert "https://llm.example.com:443 {" in acme and "\ttls ops@example.com\n" in acme
+    assert "https://llm.example.com:443 {" in acme and "\ttls ops@example.com {\n\n\t}\n" in acme
+    private = render_caddyfile(_config(site_name="llm.example.com", acme_email="ops@example.com",
+                                       acme_directory="https://ca.internal:9000/acme/acme/directory", acme_ca_root=True))
+    assert ("\ttls ops@example.com {\n\t\tca https://ca.internal:9000/acme/acme/directory\n"
+            "\t\tca_root /etc/caddy/acme-ca-root.pem\n\t}\n") in private
 
 
 def test_the_key_stays_at_the_gateway_and_streams_are_not_buffered() -> None:
@@ -62,7 +66,8 @@ def test_a_key_outside_the_grammar_is_refused_and_one_inside_keeps_the_structure
 HOSTILE = ["a b", 'a"b', "a}b", "a{b", "a\nb", "a#b", "a\tb", "`x`", "{env.HOME}", "a;b", ""]
 
 
-@pytest.mark.parametrize("field", ["site_name", "bind_address", "upstream", "acme_email", "upstream_key", "served_paths"])
+@pytest.mark.parametrize("field", ["site_name", "bind_address", "upstream", "acme_email", "upstream_key", "served_paths",
+                                   "acme_directory"])
 @pytest.mark.parametrize("value", HOSTILE)
 def test_a_parameter_with_caddyfile_syntax_is_refused(field: str, value: str) -> None:
     with pytest.raises(ValueError):

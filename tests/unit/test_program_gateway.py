@@ -119,11 +119,29 @@ def test_with_a_domain_caddy_asks_acme_and_no_root_is_read(deploy):
     run = _gateway_run(deploy, domain="llm.example.com", acmeEmail="ops@example.com", port=443)
     assert "gateway-ca-root" not in run.names()
     caddyfile = run.by_name("gateway-container").inputs["uploads"]["value"][0]["content"]
-    assert "https://llm.example.com:443 {" in caddyfile and "\ttls ops@example.com\n" in caddyfile
+    assert "https://llm.example.com:443 {" in caddyfile and "\ttls ops@example.com {\n\n\t}\n" in caddyfile
     assert run.outputs["gateway_url"] == "https://llm.example.com:443"
 
 
+CA_ROOT = "-----BEGIN CERTIFICATE-----\n" + "QUJD" * 16 + "\n" + "REVG" * 4 + "\n-----END CERTIFICATE-----\n"
+
+
+def test_a_private_acme_ca_is_asked_and_its_root_uploaded_beside_the_caddyfile(deploy):
+    run = _gateway_run(deploy, domain="llm.example.com", acmeEmail="ops@example.com",
+                       acmeDirectory="https://ca.internal:9000/acme/acme/directory", acmeCaRoot=CA_ROOT)
+    caddyfile, root = run.by_name("gateway-container").inputs["uploads"]["value"]
+    assert "\t\tca https://ca.internal:9000/acme/acme/directory\n\t\tca_root /etc/caddy/acme-ca-root.pem\n" in caddyfile["content"]
+    assert (root["file"], root["content"]) == ("/etc/caddy/acme-ca-root.pem", CA_ROOT)
+
+
 @pytest.mark.parametrize("overrides, key, problem", [
+    ({"gateway": {"acmeDirectory": "https://ca.internal/dir"}}, "gateway.acmeDirectory", "does nothing without gateway.domain"),
+    ({"gateway": {"domain": "llm.example.com", "acmeEmail": "ops@example.com", "acmeDirectory": "http://ca.internal/dir"}},
+     "gateway.acmeDirectory", "is not an https:// URL"),
+    ({"gateway": {"domain": "llm.example.com", "acmeEmail": "ops@example.com", "acmeDirectory": "https://ca/dir\n}"}},
+     "gateway.acmeDirectory", "is not an https:// URL"),
+    ({"gateway": {"domain": "llm.example.com", "acmeEmail": "ops@example.com", "acmeCaRoot": "not a certificate"}},
+     "gateway.acmeCaRoot", "is not one PEM certificate"),
     ({"gateway": {"apiKeys": ["short-key"]}}, "gateway.apiKeys[0]", "is not 32–128 characters"),
     ({"gateway": {"apiKeys": [KEY_A + '" {\n}']}}, "gateway.apiKeys[0]", "is not 32–128 characters"),
     ({"gateway": {"apiKeys": [KEY_A, KEY_A]}}, "gateway.apiKeys[1]", "repeats an earlier key"),
