@@ -215,6 +215,18 @@ def test_the_long_prompt_is_seen_when_it_is_admitted(fleet: Fleet) -> None:
     assert max(fleet.longest_prompt(host) for host in HOSTS) >= LONG_PROMPT_TOKENS
 
 
+def test_a_streamed_chat_arrives_in_chunks_through_the_router(fleet: Fleet) -> None:
+    request = {"model": ALIAS, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": True}
+    with httpx.Client(base_url=fleet.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60) as client, \
+            client.stream("POST", "/chat/completions", json=request) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len(chunks) > 1 and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+
+
 def test_both_hosts_serve_under_concurrent_load(fleet: Fleet) -> None:
     before = {host: fleet.chats_served(host) for host in HOSTS}
     outcomes = fleet.load(24)
