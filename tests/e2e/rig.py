@@ -4,10 +4,10 @@
 - the VM stand-in (.2): sshd on port 22 of its own address, user `ubuntu` with sudo, no Docker
   (scripts/dev/vm-standin.Dockerfile); host prep installs Docker inside it (Docker in Docker);
 - a real registry (.3, Debian's docker-registry) with its blob store served from a second address
-  (.4), as Ollama's pull requires: it is the VM's Docker Hub mirror (the Ollama image is pushed to
-  it under its official name), the plain registry the VM pulls the llama-server image from by
-  the registry's own address (push_registry_image), and its Ollama model registry (the tiny model
-  is pushed to it);
+  (.4), as Ollama's pull requires: it is the VM's Docker Hub mirror (the Ollama image and the
+  gateway's caddy image are pushed to it under their official names), the plain registry the VM
+  pulls the llama-server image from by the registry's own address (push_registry_image), and its
+  Ollama model registry (the tiny model is pushed to it);
 - the stand-in NVIDIA apt repository, served from this machine's address on that network.
 Everything is named or labelled ollama-gpu-test and removed at the end of the session.
 """
@@ -110,8 +110,9 @@ def registry(net: Network, name: str) -> Iterator[Registry]:
 
 
 def push_image(local_tag: str, reg: Registry, repository: str) -> None:
-    """Pushes LOCAL_TAG as REPOSITORY (e.g. ollama/ollama:0.24.0), where a Docker Hub mirror serves it."""
-    pushed = f"{reg.push_address}/{repository}"
+    """Pushes LOCAL_TAG as REPOSITORY (e.g. ollama/ollama:0.24.0), where a Docker Hub mirror serves it.
+    An official image's short name (caddy:2.6.2) is library/caddy:2.6.2 on Docker Hub and its mirrors."""
+    pushed = f"{reg.push_address}/{repository if '/' in repository else f'library/{repository}'}"
     docker("tag", local_tag, pushed)
     try:
         docker("push", pushed)

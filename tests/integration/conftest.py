@@ -32,6 +32,12 @@ def llama_server_standin_image(docker_engine: None) -> str:
 
 
 @pytest.fixture(scope="session")
+def gateway_standin_image(docker_engine: None) -> str:
+    """Tag of the stand-in for the official caddy image the gateway runs, at the version pinned in pins.env."""
+    return harness.run_dev_script("build-gateway-image.sh")
+
+
+@pytest.fixture(scope="session")
 def nvidia_standin_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.AptRepo]:
     """The stand-in NVIDIA container-toolkit apt repository, served on a free loopback port."""
     root = tmp_path_factory.mktemp("nvidia-standin-repo")
