@@ -7,23 +7,31 @@ Stand-ins, and only these: the VM is a container (Docker in Docker) without a GP
 Ollama image is the pinned version built here and served by a local registry under its official
 name; the llama-server image is the pinned build compiled here for the CPU, served by that registry
 under the official image's path at the registry's own address (registry mirrors stand in for Docker
-Hub only); the model is a tiny GGUF served by that registry. The GPU check is not run.
-Tests run in file order, each step building on the previous one, as one deployment's life; the last
-ones switch the engine to llama-server and back.
+Hub only); the gateway's caddy image is Debian's Caddy of the pinned version, served by that
+registry under its official name; the model is a tiny GGUF served by that registry. The GPU check
+is not run. Tests run in file order, each step building on the previous one, as one deployment's
+life; the engine is switched to llama-server and back, then the team gateway is enabled, a key
+revoked, and the gateway disabled.
 """
 
 import json
 import re
+import socket
+import ssl
 import subprocess
 import time
 from datetime import datetime, timezone
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
+import ollama
+import openai
 import pytest
 import yaml
 
-from ollama_gpu.pins import LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
+from ollama_gpu.pins import CADDY_IMAGE, LLAMA_SERVER_IMAGE, OLLAMA_IMAGE
 from tests.e2e import rig
 from tests.e2e.checkout import Checkout, fresh_checkout
 from tests.integration import harness
@@ -48,9 +56,13 @@ class Deployment:
     blobs_container: str
     workdir: Path
     llama_image: str
+    # Everything the CLI printed in this deployment's life, for the tests that look for secrets in it.
+    transcript: list[str] = field(default_factory=list)
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.checkout.pulumi(*args, "-s", STACK, check=check)
+        result = self.checkout.pulumi(*args, "-s", STACK, check=check)
+        self.transcript += [result.stdout, result.stderr]
+        return result
 
     def on_vm(self, command: str) -> str:
         result = self.vm.ssh(command)
@@ -113,13 +125,14 @@ def stack_config(vm: rig.Vm, registry: rig.Registry, nvidia: harness.AptRepo, gg
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, pulumi_engine, ollama_standin_image: str, llama_server_standin_image: str,
-               native_ollama: NativeOllama):
+               gateway_standin_image: str, native_ollama: NativeOllama):
     workdir = tmp_path_factory.mktemp("e2e")
     engine = pulumi_engine
     with rig.network(f"{harness.RESOURCE_PREFIX}-e2e") as net, \
             rig.registry(net, f"{harness.RESOURCE_PREFIX}-registry") as registry:
         rig.push_image(ollama_standin_image, registry, OLLAMA_IMAGE)
         llama_image = rig.push_registry_image(llama_server_standin_image, registry, LLAMA_SERVER_IMAGE)
+        rig.push_image(gateway_standin_image, registry, CADDY_IMAGE)
         rig.push_model(native_ollama.binary, native_ollama.url, BASE_MODEL, registry, MODEL)
         nvidia_root = workdir / "nvidia-repo"
         nvidia_port = harness.free_port()
@@ -346,3 +359,134 @@ def test_switching_back_to_ollama_finds_the_model_llama_server_fetched(deploymen
     assert deployment.model_blob_downloads() == downloads
     assert "ollama" in _containers(deployment) and LLAMA_CONTAINER not in _containers(deployment)
     assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
+
+
+# --- The team gateway: enabled, used, a key revoked, disabled; one `pulumi up` each -----------------
+
+GATEWAY_CONTAINER = "ollama-gateway"
+GATEWAY_VOLUME = "ollama-gateway-data"
+GATEWAY_RESOURCES = ("gateway", "gateway-image", "gateway-data", "gateway-container", "gateway-ca-root")
+# One per person, as `openssl rand -hex 32` would make them; set with `config set --secret`.
+TEAM_KEYS = ("e2e-team-key-alice-" + "0123456789abcdef" * 2, "e2e-team-key-bob-" + "fedcba9876543210" * 2)
+WRONG_KEY = "e2e-team-key-mallory-" + "5" * 32
+GATEWAY_START_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class TeamEndpoint:
+    """The stack's gateway_url and gateway_ca_root outputs, as a team member's client takes them."""
+
+    url: str
+    ca_root: str
+
+    def tls(self) -> ssl.SSLContext:
+        # The exported root only, not this machine's trust store.
+        return ssl.create_default_context(cadata=self.ca_root)
+
+    def request(self, method: str, path: str, key: str | None, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, verify=self.tls(), timeout=60, **kwargs)
+
+
+def _team_endpoint(deployment: Deployment) -> TeamEndpoint:
+    endpoint = TeamEndpoint(deployment.checkout.output("gateway_url", STACK), deployment.checkout.output("gateway_ca_root", STACK))
+    # `up` ends once the container runs and its CA root is read; Caddy may still be binding the port.
+    address = urlsplit(endpoint.url)
+    deadline = time.monotonic() + GATEWAY_START_SECONDS
+    while True:
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=2).close()
+            return endpoint
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens at {endpoint.url}"
+            time.sleep(0.5)
+
+
+def _container_id(deployment: Deployment, name: str) -> str:
+    return deployment.on_vm(f"docker inspect --format '{{{{.Id}}}}' {name}").strip()
+
+
+def test_enabling_the_gateway_is_one_up_that_creates_only_the_gateway(deployment: Deployment):
+    ollama_id = _container_id(deployment, "ollama")
+    deployment.pulumi("config", "set", "--path", "gateway.enabled", "true")
+    for index, key in enumerate(TEAM_KEYS):
+        deployment.pulumi("config", "set", "--secret", "--path", f"gateway.apiKeys[{index}]", key)
+    assert changes(deployment.pulumi("preview", "--json")) == {name: "create" for name in GATEWAY_RESOURCES}
+    deployment.pulumi("up", "--yes")
+    assert _container_id(deployment, "ollama") == ollama_id
+    endpoint = _team_endpoint(deployment)
+    # The VM's address, where the team reaches it; the certificate is for that address.
+    assert endpoint.url == f"https://{deployment.vm.address}:8443"
+    assert endpoint.ca_root.startswith("-----BEGIN CERTIFICATE-----"), endpoint.ca_root
+
+
+def test_the_ollama_and_openai_clients_stream_through_the_gateway_with_a_key_only(deployment: Deployment):
+    endpoint = _team_endpoint(deployment)
+    native = ollama.Client(host=endpoint.url, headers={"Authorization": f"Bearer {TEAM_KEYS[0]}"}, verify=endpoint.tls())
+    assert ALIAS in [model.model for model in native.list().models]
+    chunks = list(native.chat(model=ALIAS, messages=[{"role": "user", "content": "hi"}], stream=True,
+                              options={"num_predict": 8}))
+    assert len(chunks) > 1 and chunks[-1].done
+
+    def openai_client(key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{endpoint.url}/v1", api_key=key, max_retries=0,
+                             http_client=httpx.Client(verify=endpoint.tls()))
+
+    stream = openai_client(TEAM_KEYS[1]).chat.completions.create(
+        model=ALIAS, messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8,
+    )
+    completion = list(stream)
+    assert len(completion) > 1 and completion[-1].choices[0].finish_reason is not None
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(WRONG_KEY).models.list()
+    for key in (None, WRONG_KEY):
+        assert endpoint.request("GET", "/api/tags", key).status_code == 401
+    # A key admits inference, not managing the served model.
+    pull = endpoint.request("POST", "/api/pull", TEAM_KEYS[0], json={"model": ALIAS})
+    assert (pull.status_code, pull.text) == (404, "not served through the gateway")
+    plain = httpx.get(endpoint.url.replace("https://", "http://", 1) + "/api/tags",
+                      headers={"Authorization": f"Bearer {TEAM_KEYS[0]}"})
+    assert plain.status_code == 400 and "HTTPS" in plain.text, plain.text
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"{endpoint.url}/api/version")
+
+
+def test_revoking_a_key_is_one_up_that_replaces_only_the_gateway_container(deployment: Deployment):
+    before = _team_endpoint(deployment)
+    ollama_id, gateway_id = _container_id(deployment, "ollama"), _container_id(deployment, GATEWAY_CONTAINER)
+    deployment.pulumi("config", "rm", "--path", "gateway.apiKeys[1]")
+    assert changes(deployment.pulumi("preview", "--json")) == {"gateway-container": "replace", "gateway-ca-root": "replace"}
+    deployment.pulumi("up", "--yes")
+    assert _container_id(deployment, "ollama") == ollama_id
+    assert _container_id(deployment, GATEWAY_CONTAINER) != gateway_id
+    after = _team_endpoint(deployment)
+    # The CA lives in the kept volume: clients keep the root they were given.
+    assert after == before
+    assert after.request("GET", "/api/tags", TEAM_KEYS[1]).status_code == 401
+    assert after.request("GET", "/api/tags", TEAM_KEYS[0]).status_code == 200
+
+
+def test_no_team_key_shows_in_state_outputs_stack_file_or_cli_output(deployment: Deployment):
+    state = deployment.pulumi("stack", "export").stdout
+    # The Caddyfile (with the key) is in the state, encrypted: the check below is not vacuous.
+    (container,) = [r for r in json.loads(state)["deployment"]["resources"] if r["urn"].endswith("::gateway-container")]
+    assert "ciphertext" in container["inputs"]["uploads"], container["inputs"]["uploads"]
+    outputs = deployment.pulumi("stack", "output", "--json", "--show-secrets").stdout
+    stack_file = (deployment.checkout.path / f"Pulumi.{STACK}.yaml").read_text()
+    for where, text in (("the state", state), ("the outputs", outputs), ("the stack file", stack_file),
+                        ("the CLI's output", "\n".join(deployment.transcript))):
+        for key in TEAM_KEYS:
+            assert key not in text, f"a team key shows in {where}"
+
+
+def test_disabling_the_gateway_is_one_up_that_removes_it_and_keeps_its_ca_volume(deployment: Deployment):
+    url, ollama_id = _team_endpoint(deployment).url, _container_id(deployment, "ollama")
+    deployment.pulumi("config", "set", "--path", "gateway.enabled", "false")
+    assert changes(deployment.pulumi("preview", "--json")) == {name: "delete" for name in GATEWAY_RESOURCES}
+    deployment.pulumi("up", "--yes")
+    assert GATEWAY_CONTAINER not in _containers(deployment)
+    assert GATEWAY_VOLUME in deployment.on_vm("docker volume ls --format '{{.Name}}'").split()
+    assert _container_id(deployment, "ollama") == ollama_id
+    assert deployment.checkout.output("gateway_url", STACK) == ""
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/api/version", verify=False)
