@@ -11,7 +11,7 @@ Hub only); the gateway's caddy image is Debian's Caddy of the pinned version, se
 registry under its official name; the model is a tiny GGUF served by that registry. The GPU check
 is not run. Tests run in file order, each step building on the previous one, as one deployment's
 life; the engine is switched to llama-server and back, then the team gateway is enabled, a key
-revoked, and the gateway disabled.
+revoked, the engine switched to llama-server behind it, and the gateway disabled.
 """
 
 import json
@@ -402,6 +402,18 @@ def _team_endpoint(deployment: Deployment) -> TeamEndpoint:
             time.sleep(0.5)
 
 
+def _openai(endpoint: TeamEndpoint, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{endpoint.url}/v1", api_key=key, max_retries=0,
+                         http_client=httpx.Client(verify=endpoint.tls()))
+
+
+def _streamed_chat(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model=ALIAS, messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8,
+    ))
+    assert len(chunks) > 1 and chunks[-1].choices[0].finish_reason is not None
+
+
 def _container_id(deployment: Deployment, name: str) -> str:
     return deployment.on_vm(f"docker inspect --format '{{{{.Id}}}}' {name}").strip()
 
@@ -427,18 +439,9 @@ def test_the_ollama_and_openai_clients_stream_through_the_gateway_with_a_key_onl
     chunks = list(native.chat(model=ALIAS, messages=[{"role": "user", "content": "hi"}], stream=True,
                               options={"num_predict": 8}))
     assert len(chunks) > 1 and chunks[-1].done
-
-    def openai_client(key: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{endpoint.url}/v1", api_key=key, max_retries=0,
-                             http_client=httpx.Client(verify=endpoint.tls()))
-
-    stream = openai_client(TEAM_KEYS[1]).chat.completions.create(
-        model=ALIAS, messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8,
-    )
-    completion = list(stream)
-    assert len(completion) > 1 and completion[-1].choices[0].finish_reason is not None
+    _streamed_chat(_openai(endpoint, TEAM_KEYS[1]))
     with pytest.raises(openai.AuthenticationError):
-        openai_client(WRONG_KEY).models.list()
+        _openai(endpoint, WRONG_KEY).models.list()
     for key in (None, WRONG_KEY):
         assert endpoint.request("GET", "/api/tags", key).status_code == 401
     # A key admits inference, not managing the served model.
@@ -479,14 +482,32 @@ def test_no_team_key_shows_in_state_outputs_stack_file_or_cli_output(deployment:
             assert key not in text, f"a team key shows in {where}"
 
 
+def test_behind_the_gateway_llama_server_serves_its_openai_api_but_not_its_slots(deployment: Deployment):
+    """The engine switch with the gateway on: the gateway is replaced for llama-server's paths."""
+    before = _team_endpoint(deployment)
+    deployment.pulumi("config", "set", "--path", "server.engine", "llama-server")
+    planned = changes(deployment.pulumi("preview", "--json"))
+    assert {name: op for name, op in planned.items() if name.startswith("gateway")} == {
+        "gateway-container": "replace", "gateway-ca-root": "replace"}, planned
+    deployment.pulumi("up", "--yes")
+    after = _team_endpoint(deployment)
+    assert after == before
+    _streamed_chat(_openai(after, TEAM_KEYS[0]))
+    # /slots shows every slot's prompt: other people's conversations. Ollama's paths are gone too.
+    for path in ("/slots", "/api/tags"):
+        response = after.request("GET", path, TEAM_KEYS[0])
+        assert (response.status_code, response.text) == (404, "not served through the gateway"), path
+
+
 def test_disabling_the_gateway_is_one_up_that_removes_it_and_keeps_its_ca_volume(deployment: Deployment):
-    url, ollama_id = _team_endpoint(deployment).url, _container_id(deployment, "ollama")
+    url, server_id = _team_endpoint(deployment).url, _container_id(deployment, LLAMA_CONTAINER)
     deployment.pulumi("config", "set", "--path", "gateway.enabled", "false")
     assert changes(deployment.pulumi("preview", "--json")) == {name: "delete" for name in GATEWAY_RESOURCES}
     deployment.pulumi("up", "--yes")
     assert GATEWAY_CONTAINER not in _containers(deployment)
     assert GATEWAY_VOLUME in deployment.on_vm("docker volume ls --format '{{.Name}}'").split()
-    assert _container_id(deployment, "ollama") == ollama_id
+    assert _container_id(deployment, LLAMA_CONTAINER) == server_id
     assert deployment.checkout.output("gateway_url", STACK) == ""
+    # Nothing listens there any more (no certificate to verify: the connection itself is refused).
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/api/version", verify=False)
