@@ -361,7 +361,7 @@ def test_switching_back_to_ollama_finds_the_model_llama_server_fetched(deploymen
     assert [model["name"] for model in deployment.api("/api/ps")["models"]] == [ALIAS]
 
 
-# --- The team gateway: enabled, used, a key revoked, disabled; one `pulumi up` each -----------------
+# --- The team gateway: enabled, used, a key revoked, llama-server behind it, disabled; one `up` each ---
 
 GATEWAY_CONTAINER = "ollama-gateway"
 GATEWAY_VOLUME = "ollama-gateway-data"
