@@ -23,6 +23,7 @@ import pytest
 from tests.integration import harness
 from tests.integration.gateway_rig import SITE, Gateway, program, running_gateway, start
 from tests.integration.native_server import NativeOllama, native_ollama  # noqa: F401 (the fixture)
+from tests.integration.openai_stream import streamed_chat_chunks
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +60,7 @@ def test_openai_compatible_api_streams_server_sent_events_with_the_second_key(ga
         models = client.get("/models")
         assert models.status_code == 200
         assert native_ollama.alias in [model["id"] for model in models.json()["data"]]
-        request = {"model": native_ollama.alias, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8}
-        with client.stream("POST", "/chat/completions", json=request) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(event) for event in events[:-1]]
-    assert len(chunks) > 1 and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+        streamed_chat_chunks(client, native_ollama.alias)
 
 
 def test_openai_client_streams_a_chat_completion_and_a_wrong_key_is_an_authentication_error(gateway: Gateway, native_ollama: NativeOllama) -> None:  # noqa: F811

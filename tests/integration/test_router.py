@@ -29,6 +29,7 @@ import pytest
 from ollama_gpu.offline import ProgramRun
 from tests.e2e import rig
 from tests.integration import gateway_rig, harness
+from tests.integration.openai_stream import streamed_chat_chunks
 from tests.integration.program_spec import copy_uploads, docker_create_args, render
 from tests.integration.router_load import Outcome, router_load
 from tests.integration.tiny_model import write_tiny_gguf
@@ -216,15 +217,8 @@ def test_the_long_prompt_is_seen_when_it_is_admitted(fleet: Fleet) -> None:
 
 
 def test_a_streamed_chat_arrives_in_chunks_through_the_router(fleet: Fleet) -> None:
-    request = {"model": ALIAS, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": True}
-    with httpx.Client(base_url=fleet.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60) as client, \
-            client.stream("POST", "/chat/completions", json=request) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(event) for event in events[:-1]]
-    assert len(chunks) > 1 and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    with httpx.Client(base_url=fleet.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60) as client:
+        streamed_chat_chunks(client, ALIAS)
 
 
 def test_both_hosts_serve_under_concurrent_load(fleet: Fleet) -> None:
