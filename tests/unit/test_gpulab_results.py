@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ollama_gpu.gpulab.compare import MARKDOWN_HEADER, compare, error_rows, markdown_rows
+from ollama_gpu.gpulab.compare import MARKDOWN_HEADER, compare, derived_rows, error_rows, markdown_rows
 from ollama_gpu.gpulab.engines import engine_runs
 from ollama_gpu.gpulab.engines import table as engines_table
 from ollama_gpu.gpulab.results import load
@@ -107,3 +107,7 @@ def test_readme_engines_table_is_the_committed_data():
                *sorted((REPO / "lab/results/llama-server").glob("*.json"))]
     table = "\n".join(engines_table([run for path in sources for run in engine_runs(load(path))]))
     assert table in README.read_text(), "run: python -m ollama_gpu.gpulab.engines (the README names the files)"
+
+
+def test_readme_derived_a10_and_v100_prefill_is_what_the_model_gives():
+    assert "\n".join(derived_rows()) in README.read_text(), "run: python -m ollama_gpu.gpulab.compare --derived"
