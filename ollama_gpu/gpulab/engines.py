@@ -36,8 +36,10 @@ class EngineRun:
 
     @property
     def lease(self) -> str:
-        """The results file's lease tag: "qwen3-30b-a3b-q8_0.lease-c.json" -> "lease-c"."""
-        return self.source.removesuffix(".json").rpartition(".")[2]
+        """The results file's lease tag, "qwen3-30b-a3b-q8_0.lease-c.json" -> "lease-c"; "" for a
+        file named otherwise (a run's fresh output)."""
+        tag = self.source.removesuffix(".json").rpartition(".")[2]
+        return tag if tag.startswith("lease-") else ""
 
 
 def _card(point: str) -> str:

@@ -44,7 +44,7 @@ def test_both_engines_sweep_one_gguf_and_tabulate(tmp_path: Path, llama_server_b
 
     rows = engines.table(engines.engine_runs(ollama) + engines.engine_runs(llama))
     assert len(rows) == 2 + 3
-    assert any("| llama-server | --n-cpu-moe 1 |" in row and "(×" in row for row in rows)
+    assert any("| llama-server |  | --n-cpu-moe 1 |" in row and "(×" in row for row in rows)
 
 
 def _host_info(tmp_path: Path) -> Path:
