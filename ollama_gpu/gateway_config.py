@@ -8,10 +8,9 @@ ever be the template's structure, whatever reaches it. Nothing here imports Pulu
 import ipaddress
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "Caddyfile"
-_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+from ollama_gpu.template_fill import fill_template
+
 
 # An API key: what `openssl rand -hex 32` or `secrets.token_urlsafe(32)` print. No character of it
 # means anything to Caddy or to an HTTP header, and 32 characters are at least 128 bits.
@@ -105,7 +104,7 @@ def render_caddyfile(config: GatewayConfig) -> str:
     if any(problems):
         raise ValueError("; ".join(p for p in problems if p))
     site = f"[{config.site_name}]" if ":" in config.site_name else config.site_name
-    return _fill({
+    return fill_template("Caddyfile", {
         "SITE_NAME": site,
         "DEFAULT_SNI": config.site_name,
         "PORT": str(config.port),
@@ -121,13 +120,6 @@ def render_caddyfile(config: GatewayConfig) -> str:
         "AUTHORIZED_HEADER_LINES": "\n".join(f'\t\theader Authorization "Bearer {key}"' for key in config.api_keys),
     })
 
-
-def _fill(params: dict[str, str]) -> str:
-    text = TEMPLATE.read_text()
-    declared = set(_PLACEHOLDER.findall(text))
-    if declared != set(params):
-        raise ValueError(f"the Caddyfile template declares {sorted(declared)} but was given {sorted(params)}")
-    return _PLACEHOLDER.sub(lambda match: params[match.group(1)], text)
 
 
 def is_ip_address(text: str) -> bool:

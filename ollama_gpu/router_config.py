@@ -11,13 +11,11 @@ here imports Pulumi.
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from ollama_gpu.gateway_config import api_key_problem
 from ollama_gpu.names import ollama_name_problem
+from ollama_gpu.template_fill import fill_template
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "litellm-config.yaml"
-_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 _BACKEND = re.compile(r"http://([0-9.]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}", re.ASCII)
 _HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}", re.ASCII)
 ENGINES = ("ollama", "llama-server")
@@ -79,7 +77,7 @@ def render_router_config(config: RouterConfig) -> str:
         problems.append("a number is not a non-negative integer")
     if any(problems):
         raise ValueError("; ".join(p for p in problems if p))
-    return _fill({
+    return fill_template("litellm-config.yaml", {
         "MODEL_LIST": json.dumps([deployment(config.alias, b, config.timeout_seconds) for b in config.backends]),
         "ROUTING_STRATEGY": json.dumps(config.routing_strategy),
         "NUM_RETRIES": json.dumps(config.num_retries),
@@ -90,10 +88,3 @@ def render_router_config(config: RouterConfig) -> str:
         "HEALTH_CHECK_INTERVAL_SECONDS": json.dumps(config.health_check_interval_seconds),
     })
 
-
-def _fill(params: dict[str, str]) -> str:
-    text = TEMPLATE.read_text()
-    declared = set(_PLACEHOLDER.findall(text))
-    if declared != set(params):
-        raise ValueError(f"the LiteLLM config template declares {sorted(declared)} but was given {sorted(params)}")
-    return _PLACEHOLDER.sub(lambda match: params[match.group(1)], text)

@@ -28,6 +28,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, models: Sequence[str], 
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--num-ctx", type=int, default=32768)
     parser.add_argument("--kv-cache-type", default="f16")
+    parser.add_argument("--deadline", type=float, help="epoch seconds by which to stop measuring")
+    parser.add_argument("--host-info", type=Path, help="hostinfo JSON to embed (default: collect now)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scale-blocks", type=int, default=0, help="tests: keep only this many blocks")
+    parser.add_argument("--scale-vocab", type=int, default=4096, help="tests: vocabulary when scaled down")
 
 
 # Errors a server that is still starting (or loading) answers with.

@@ -194,11 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep_arguments(parser, MODELS, parse_points, "a10/fit,v100/fit", "1024,4096,16384")
     parser.add_argument("--margin-mib", type=int, default=RECIPE_OVERHEAD >> 20,
                         help="--fit-target: the free VRAM --fit leaves (the stack's GPU overhead)")
-    parser.add_argument("--deadline", type=float, help="epoch seconds by which to stop measuring")
-    parser.add_argument("--host-info", type=Path, help="hostinfo JSON to embed (default: collect now)")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scale-blocks", type=int, default=0, help="tests: keep only this many blocks")
-    parser.add_argument("--scale-vocab", type=int, default=4096, help="tests: vocabulary when scaled down")
     parser.add_argument("--keep-gguf", action="store_true", help="leave the GGUF for a later sweep (Ollama's)")
     args = parser.parse_args(argv)
     deadline = args.deadline or time.time() + 3600

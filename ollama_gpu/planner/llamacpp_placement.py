@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
@@ -517,39 +517,22 @@ def fit_prediction(geometry: ModelGeometry, settings: ServerSettings, *, free_vr
     # Step 3: dense-only layers back to front.
     current = FitLayers()
     mem = measure(current).gpu_total
-    high = FitLayers(n_layer + 1, n_layer if moe else 0)
-    high_placement = measure(high)
-    if high_placement.gpu_total > target:
-        mem_high = high_placement.gpu_total
-        while (delta := high.n_layer - current.n_layer) > 1:
-            step = _false_position_step(delta, target - mem, mem_high - mem)
-            n_part = current.n_part + (step - 1 if current.n_part == 0 else step) if moe else 0
-            test = FitLayers(current.n_layer + step, n_part)
-            mem_test = measure(test).gpu_total
-            if mem_test <= target:
-                current, mem = test, mem_test
-            else:
-                high, mem_high = test, mem_test
-    else:
-        current, mem = high, high_placement.gpu_total
+    current, mem = _search(
+        measure, target, current, mem, FitLayers(n_layer + 1, n_layer if moe else 0),
+        distance=lambda low, high: high.n_layer - low.n_layer,
+        advance=lambda low, step: FitLayers(
+            low.n_layer + step, low.n_part + (step - 1 if low.n_part == 0 else step) if moe else 0),
+    )
     steps.append(f"dense-only fill: {current.n_layer} layers on the GPU, {current.n_part} of them partial")
     if not moe or surplus_cpu_moe <= 0 or current.n_layer == 0:
         return FitPrediction(True, current, measure(current), target, tuple(steps))
 
     # Step 4: dense-only layers become full layers, front to back.
-    high = FitLayers(current.n_layer, 0)
-    mem_high = measure(high).gpu_total
-    if mem_high > target:
-        while (delta := high.n_full - current.n_full) > 1:
-            step = _false_position_step(delta, target - mem, mem_high - mem)
-            test = FitLayers(current.n_layer, current.n_part - min(step, current.n_part))
-            mem_test = measure(test).gpu_total
-            if mem_test <= target:
-                current, mem = test, mem_test
-            else:
-                high, mem_high = test, mem_test
-    else:
-        current, mem = high, mem_high
+    current, mem = _search(
+        measure, target, current, mem, FitLayers(current.n_layer, 0),
+        distance=lambda low, high: high.n_full - low.n_full,
+        advance=lambda low, step: FitLayers(low.n_layer, low.n_part - min(step, low.n_part)),
+    )
     steps.append(f"full layers: {current.n_full} full, {current.n_part} partial")
     if current.n_layer > 1:
         up = replace(current, overflow=Fraction.UP)
@@ -566,6 +549,25 @@ def fit_prediction(geometry: ModelGeometry, settings: ServerSettings, *, free_vr
                 current = attn
                 steps.append("the first partial block moves its whole FFN (router included) to host RAM")
     return FitPrediction(True, current, measure(current), target, tuple(steps))
+
+
+def _search(measure: Callable[[FitLayers], LlamaPlacement], target: int, current: FitLayers, mem: int,
+            high: FitLayers, *, distance: Callable[[FitLayers, FitLayers], int],
+            advance: Callable[[FitLayers, int], FitLayers]) -> tuple[FitLayers, int]:
+    """llama.cpp's fit loop (common/fit.cpp, steps 3 and 4): `high` outright when it fits, else the
+    false-position search between `current` (fits, `mem` on the GPU) and `high` (does not) for the
+    furthest `advance` from `current` that still fits; returns it and its GPU bytes."""
+    mem_high = measure(high).gpu_total
+    if mem_high <= target:
+        return high, mem_high
+    while (delta := distance(current, high)) > 1:
+        test = advance(current, _false_position_step(delta, target - mem, mem_high - mem))
+        mem_test = measure(test).gpu_total
+        if mem_test <= target:
+            current, mem = test, mem_test
+        else:
+            high, mem_high = test, mem_test
+    return current, mem
 
 
 def _false_position_step(delta: int, to_target: int, to_high: int) -> int:
